@@ -1,0 +1,147 @@
+"""The gateway process: binds the profile's sockets, wires the SIP core to calls, and drains on signals.
+
+Theory of operation: one asyncio loop (uvloop) runs everything. ``SipTransport`` feeds the sans-I/O
+``SipEndpoint`` and hands its events to ``Gateway.on_sip_event``, which creates and drives ``Call``
+objects (``mediagw.calls``). SIGINT/SIGTERM start a drain: new INVITEs get 503 with Retry-After, calls
+in progress are ended with BYE, and once none is left (or ``drain_timeout`` passed) the process exits 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from mediagw.admission import Admission
+from mediagw.calls import CallManager
+from mediagw.config import ListenAddress, Profile
+from mediagw.sip.auth import AuthThrottle, DigestAuthenticator
+from mediagw.sip.endpoint import EndpointConfig, SipEndpoint
+from mediagw.sip.registrar import Registrar
+from mediagw.sip.transaction import TimerSettings
+from mediagw.sip.transport import SipTransport
+
+logger = logging.getLogger(__name__)
+
+
+class Gateway:
+    """One gateway: the SIP endpoint, its sockets, the registrar, and the calls."""
+
+    def __init__(self, profile: Profile, data_dir: Path | None = None) -> None:
+        self.profile = profile
+        self.data_dir = Path(data_dir if data_dir is not None else profile.data_dir)
+        reg = profile.registrar
+        passwords = {agent.id: agent.password for agent in profile.agents}
+        self.throttle = AuthThrottle(
+            max_failures=reg.max_auth_failures, window=reg.auth_failure_window, block_for=reg.auth_block_seconds
+        )
+        self.authenticator = DigestAuthenticator(
+            profile.realm, passwords.get, algorithms=reg.algorithms, nonce_ttl=reg.nonce_ttl
+        )
+        self.registrar = Registrar(
+            self.authenticator,
+            self.throttle,
+            min_expires=reg.min_expires,
+            max_expires=reg.max_expires,
+            default_expires=reg.default_expires,
+        )
+        self.admission = Admission(profile, self.registrar, self.throttle)
+        timers = profile.sip.timers
+        self.endpoint = SipEndpoint(
+            EndpointConfig(
+                user_agent=profile.sip.user_agent,
+                timers=TimerSettings(t1=timers.t1, t2=timers.t2, t4=timers.t4),
+                max_message_size=profile.sip.max_message_size,
+            ),
+            registrar=self.registrar,
+            policy=self.admission,
+        )
+        self.transport: SipTransport | None = None
+        self.calls = CallManager(self)
+        self.bound: list[ListenAddress] = []
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bind the listen addresses and start serving."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.transport = SipTransport(
+            self.endpoint,
+            self.on_sip_event,
+            max_message_size=self.profile.sip.max_message_size,
+            idle_timeout=self.profile.sip.tcp_idle_timeout,
+        )
+        self.bound = await self.transport.start(self.profile.sip.listen_addresses)
+        await self.calls.start()
+        logger.info(
+            "gateway ready: profile %r on %s, data in %s",
+            self.profile.name, ", ".join(str(a) for a in self.bound), self.data_dir,
+        )
+
+    def now(self) -> float:
+        """The loop's monotonic time, the only clock handed to the sans-I/O cores."""
+        return asyncio.get_running_loop().time()
+
+    def pump(self) -> None:
+        """Flush what the SIP core queued after a command."""
+        if self.transport is not None:
+            self.transport.pump()
+
+    def on_sip_event(self, event: Any) -> None:
+        """Route one SIP endpoint event to the calls."""
+        self.calls.on_sip_event(event)
+
+    async def drain(self) -> None:
+        """Refuse new calls, end the ones in progress, and wait for them to finish."""
+        retry_after = self.profile.sip.drain_retry_after
+        logger.info("draining: new INVITEs get 503 Retry-After %s, %d call(s) to end", retry_after, len(self.calls))
+        self.endpoint.start_draining(retry_after=retry_after)
+        self.calls.hangup_all(reason="shutdown")
+        self.pump()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.profile.sip.drain_timeout
+        while (len(self.calls) or self.endpoint_busy()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if len(self.calls):
+            logger.warning("drain timeout: %d call(s) did not end cleanly", len(self.calls))
+
+    def endpoint_busy(self) -> bool:
+        """True while the SIP core still has transactions that a BYE is waiting on."""
+        busy = getattr(self.endpoint, "has_pending_transactions", None)
+        return bool(busy()) if callable(busy) else False
+
+    async def close(self) -> None:
+        """Release every socket and stop the call machinery."""
+        await self.calls.close()
+        if self.transport is not None:
+            await self.transport.close()
+
+    async def serve(self) -> None:
+        """Run until SIGINT/SIGTERM, then drain and close."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        await self.stopping.wait()
+        await self.drain()
+        await self.close()
+        logger.info("gateway stopped")
+
+
+def run_gateway(profile: Profile) -> int:
+    """Run a gateway on ``profile`` until a signal drains it; returns the exit status."""
+    import uvloop
+
+    gateway_holder: list[Gateway] = []
+
+    async def main() -> None:
+        gateway = Gateway(profile)
+        gateway_holder.append(gateway)
+        await gateway.serve()
+
+    try:
+        uvloop.run(main())
+    except OSError as exc:
+        logger.error("cannot start: %s", exc)
+        return 1
+    return 0
