@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from mediagw.errors import ConfigError
+from mediagw.router.profile import (
+    AttributeConfig,
+    FlagHeadersConfig,
+    FlagRouteConfig,
+    QueueConfig,
+    RoutingEntry,
+    validate_contact_center,
+)
 
 DEMO_CREDENTIALS = frozenset({"demo-agent1", "demo-agent2", "demo-supervisor", "demo-trunk", "demo-admin-token"})
 """Passwords and tokens shipped in the default profile and the README; never valid off loopback."""
@@ -133,6 +141,8 @@ class TrunkConfig:
     sources: tuple[str, ...]
     username: str = ""
     password: str = ""
+    attributes: tuple[AttributeConfig, ...] = ()
+    """Reserved attributes (verified_customer, bad_actor, repeat_customer) read from this trunk's INVITEs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +153,13 @@ class AgentConfig:
     password: str
     name: str = ""
     role: Literal["agent", "supervisor"] = "agent"
+    routing: tuple[RoutingEntry, ...] = ()
+    """The queues this agent takes, each with a priority (lower is served first)."""
+    after_call_work: float | None = None
+    """Seconds of after-call work; unset uses each queue's ``after_call_work``."""
+    rona_recovery: float | None = None
+    """Seconds after a missed offer (RONA) before the agent is offered calls again; unset: only when
+    cleared through the API."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +167,11 @@ class NumberConfig:
     """A dialled number (the Request-URI user part) and what the gateway does with it."""
 
     number: str
-    action: Literal["answer", "ring", "echo", "prompt", "reject"] = "answer"
+    action: Literal["answer", "ring", "echo", "prompt", "reject", "queue"] = "answer"
     prompt_text: str = ""
     reject_status: int = 480
+    queue: str = ""
+    """The queue callers go to, for ``action = "queue"`` (hours, flag routes and deflection apply)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +188,9 @@ class Profile:
     trunks: tuple[TrunkConfig, ...] = ()
     agents: tuple[AgentConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
+    queues: tuple[QueueConfig, ...] = ()
+    flag_routes: tuple[FlagRouteConfig, ...] = ()
+    flag_headers: FlagHeadersConfig = field(default_factory=FlagHeadersConfig)
     source: str = field(default="<memory>", metadata={"internal": True})
 
     @property
@@ -180,6 +202,13 @@ class Profile:
         """The number entry for a Request-URI user part, if configured."""
         for entry in self.numbers:
             if entry.number == user:
+                return entry
+        return None
+
+    def queue(self, queue_id: str) -> QueueConfig | None:
+        """The queue entry with id ``queue_id``, if configured."""
+        for entry in self.queues:
+            if entry.id == queue_id:
                 return entry
         return None
 
@@ -303,6 +332,7 @@ def _validate(profile: Profile) -> None:
     for index, number in enumerate(profile.numbers):
         if number.action == "reject" and not 400 <= number.reject_status <= 699:
             raise ConfigError(file, f"numbers[{index}].reject_status", "must be a SIP status 400-699")
+    validate_contact_center(profile, file)
     _check_demo_credentials(profile)
 
 
