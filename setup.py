@@ -2,7 +2,7 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-NATIVE_MODULES = ["g711", "mix"]
+NATIVE_MODULES = ["g711", "mix", "rtpio"]
 
 extensions = [
     Extension(f"mediagw._native.{name}", [f"native/{name}.pyx"], extra_compile_args=["-O3"])
