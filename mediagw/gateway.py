@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from mediagw.admission import Admission
+from mediagw.router.service import RouterService
+from mediagw.store.contacts import ContactStore
+from mediagw.store.db import Database
 from mediagw.calls import CallManager
 from mediagw.config import ListenAddress, Profile
 from mediagw.sip.auth import AuthThrottle, DigestAuthenticator
 from mediagw.sip.endpoint import EndpointConfig, SipEndpoint
-from mediagw.sip.registrar import Registrar
+from mediagw.sip.registrar import BindingAdded, Registrar
 from mediagw.sip.transaction import TimerSettings
 from mediagw.sip.transport import SipTransport
 
@@ -61,18 +64,28 @@ class Gateway:
         self.calls = CallManager(self)
         self.bound: list[ListenAddress] = []
         self.stopping = asyncio.Event()
+        self.database: Database | None = None
+        self.contacts: ContactStore | None = None
+        self.router: RouterService | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Bind the listen addresses and start serving."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.database = Database(self.profile.store_url(self.data_dir))
+        self.contacts = ContactStore(self.database)
+        await self.contacts.start()
+        self.router = RouterService(self.profile, contacts=self.contacts, on_event=self.calls.on_router_event)
         self.transport = SipTransport(
             self.endpoint,
             self.on_sip_event,
             max_message_size=self.profile.sip.max_message_size,
             idle_timeout=self.profile.sip.tcp_idle_timeout,
         )
+        self.transport.after_pump = self.drain_registrar
         self.bound = await self.transport.start(self.profile.sip.listen_addresses)
-        await self.calls.start()
+        await self.calls.start(self.router)
+        self._housekeeping = asyncio.get_running_loop().create_task(self._expire_bindings())
         logger.info(
             "gateway ready: profile %r on %s, data in %s",
             self.profile.name, ", ".join(str(a) for a in self.bound), self.data_dir,
@@ -86,6 +99,25 @@ class Gateway:
         """Flush what the SIP core queued after a command."""
         if self.transport is not None:
             self.transport.pump()
+
+    def drain_registrar(self) -> None:
+        """Registrations are logins: an agent with a binding is available to the router, without one offline."""
+        while (event := self.registrar.next_event()) is not None:
+            user = event.user
+            if self.router is None:
+                continue
+            now = self.now()
+            if isinstance(event, BindingAdded):
+                if self.router.agent_registered(user):
+                    logger.info("agent %s registered: available", user)
+            elif not self.registrar.bindings(user, now) and self.router.agent_unregistered(user):
+                logger.info("agent %s has no registration left: offline", user)
+
+    async def _expire_bindings(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            self.registrar.expire(self.now())
+            self.drain_registrar()
 
     def on_sip_event(self, event: Any) -> None:
         """Route one SIP endpoint event to the calls."""
@@ -111,10 +143,18 @@ class Gateway:
         return bool(busy()) if callable(busy) else False
 
     async def close(self) -> None:
-        """Release every socket and stop the call machinery."""
+        """Release every socket, stop the call machinery, and flush the store."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         await self.calls.close()
         if self.transport is not None:
             await self.transport.close()
+        if self.router is not None:
+            self.router.close()
+        if self.contacts is not None:
+            await self.contacts.close()
+        if self.database is not None:
+            await self.database.dispose()
 
     async def serve(self) -> None:
         """Run until SIGINT/SIGTERM, then drain and close."""

@@ -176,6 +176,21 @@ def reorder() -> Pcm:
     return cadence((480.0, 620.0), (0.25, 0.25))
 
 
+def hold_music() -> Pcm:
+    """A gentle generated hold loop (C-E-G arpeggio, soft, with gaps) for queues without a music file.
+
+    Its notes (262, 330, 392 Hz) stay clear of the test tones the suite uses to tell parties apart.
+    """
+    notes = []
+    for frequency in (261.63, 329.63, 392.0, 329.63):
+        note = tone((frequency,), 0.4, amplitude=0.12).astype(np.float64)
+        envelope = np.minimum(1.0, np.minimum(np.arange(len(note)), np.arange(len(note))[::-1]) / 400.0)
+        notes.append((note * envelope).astype(np.int16))
+        notes.append(silence(0.1))
+    notes.append(silence(0.6))
+    return np.concatenate(notes)
+
+
 def beep(frequency: float = 1000.0, seconds: float = 0.2) -> Pcm:
     """A short beep."""
     return tone((frequency,), seconds, amplitude=0.3)

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from mediagw.config import ListenAddress
 from mediagw.errors import RemoteError
@@ -44,23 +44,26 @@ class SansIoCore(Protocol):
     def next_event(self) -> Any: ...
 
 
-def too_large_reply(data: bytes) -> bytes | None:
-    """A serialized 513 for an oversize message whose request line and headers can be read, else None."""
-    head, _, _ = data.partition(b"\r\n\r\n")
-    try:
-        request = parse_message(head + b"\r\nContent-Length: 0\r\n\r\n")
-    except RemoteError as exc:
-        partial = getattr(exc, "partial", None)
-        request = partial if isinstance(partial, SipRequest) else None
-    except Exception:  # noqa: BLE001 - a peer's bytes must never raise out of the transport
-        logger.exception("unexpected error reading an oversize message")
-        return None
-    if not isinstance(request, SipRequest) or request.method == "ACK":
+def error_reply(error: RemoteError) -> bytes | None:
+    """The serialized reply a framing or size error implies, when the request's headers were readable."""
+    partial = getattr(error, "partial", None)
+    if not isinstance(partial, SipRequest) or partial.method == "ACK":
         return None
     try:
-        return build_response(request, 513, "Message Too Large").serialize()
+        return build_response(partial, error.status_code, error.reason).serialize()
     except RemoteError:
         return None
+
+
+def too_large_reply(data: bytes, limit: int) -> bytes | None:
+    """A serialized 513 for an oversize datagram whose request line and headers can be read, else None."""
+    try:
+        parse_message(data, max_size=limit)
+    except RemoteError as exc:
+        return error_reply(exc)
+    except Exception:  # noqa: BLE001 - a peer's bytes must never raise out of the transport
+        logger.exception("unexpected error reading an oversize message")
+    return None
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -71,9 +74,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.local: Address = (listen.host, listen.port)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
-        sockname = transport.get_extra_info("sockname")
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's are not subclasses
+        sockname = self.transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -97,17 +99,16 @@ class _TcpConnection(asyncio.Protocol):
     pending: list[bytes] = field(default_factory=list)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        sock = transport.get_extra_info("sockname")
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        sock = self.transport.get_extra_info("sockname")
         self.peer = (peer[0], peer[1])
         self.local = (sock[0], sock[1])
         self.framer = StreamFramer(max_message_size=self.owner.max_message_size)
         self.last_activity = self.owner.loop.time()
         self.owner._connections[self.peer] = self
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -116,10 +117,9 @@ class _TcpConnection(asyncio.Protocol):
             messages = self.framer.feed(data)
         except RemoteError as exc:
             logger.warning("closing TCP connection from %s:%s: %s", self.peer[0], self.peer[1], exc)
-            if exc.status_code == 513:
-                reply = too_large_reply(self.framer_buffer_prefix())
-                if reply is not None and self.transport is not None:
-                    self.transport.write(reply)
+            reply = error_reply(exc)
+            if reply is not None and self.transport is not None:
+                self.transport.write(reply)
             self.close()
             return
         except Exception:  # noqa: BLE001 - a peer's bytes must never raise out of the transport
@@ -132,11 +132,6 @@ class _TcpConnection(asyncio.Protocol):
                     self.transport.write(b"\r\n")
                 continue
             self.owner._feed(message, self.peer, "tcp", self.local)
-
-    def framer_buffer_prefix(self) -> bytes:
-        """The bytes the framer holds (the head of the oversize message), for a 513 reply."""
-        buffer = getattr(self.framer, "buffer", b"")
-        return bytes(buffer[: self.owner.max_message_size])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.owner._connections.get(self.peer) is self:
@@ -179,6 +174,8 @@ class SipTransport:
         self._idle_task: asyncio.Task[None] | None = None
         self.bound: list[ListenAddress] = []
         self._pumping = False
+        self.after_pump: Callable[[], None] | None = None
+        """Called after every pump (the gateway drains the registrar's events there)."""
 
     async def start(self, listen: tuple[ListenAddress, ...]) -> list[ListenAddress]:
         """Bind every listen address; returns them with the ports actually bound (port 0 resolved)."""
@@ -221,7 +218,7 @@ class SipTransport:
     def _feed(self, data: bytes, source: Address, transport: str, local: Address) -> None:
         if len(data) > self.max_message_size:
             logger.warning("%s message of %d bytes from %s:%s exceeds the limit", transport, len(data), *source)
-            reply = too_large_reply(data)
+            reply = too_large_reply(data, self.max_message_size)
             if reply is not None:
                 self._send(reply, source, transport)
             return
@@ -251,6 +248,11 @@ class SipTransport:
                 self._send(data, destination, transport)
         finally:
             self._pumping = False
+        if self.after_pump is not None:
+            try:
+                self.after_pump()
+            except Exception:  # noqa: BLE001
+                logger.exception("after-pump hook failed")
         self._arm_timer()
 
     def _arm_timer(self) -> None:

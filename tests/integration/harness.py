@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import queue
 import shutil
 import signal
@@ -135,7 +136,7 @@ class PjsuaPeer:
     """A pjsua2 user agent in its own process (tests/integration/peers/pjsua_peer.py)."""
 
     def __init__(self, name: str, workdir: Path, *, tone: float = 0.0, auto_answer: int = 0,
-                 answer_delay: float = 0.5, record: bool = False) -> None:
+                 answer_delay: float = 0.5, record: bool = False, log_level: int = 1) -> None:
         require_module("pjsua2")
         self.name = name
         self.workdir = workdir
@@ -146,9 +147,12 @@ class PjsuaPeer:
             args += ["--record-dir", str(workdir)]
         if auto_answer:
             args += ["--auto-answer", str(auto_answer), "--answer-delay", str(answer_delay)]
-        self.stderr = open(workdir / f"{name}.log", "w")  # noqa: SIM115 - closed in stop()
+        self.log_path = workdir / f"{name}.log"
+        self.stderr = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "PJSUA_LOG_LEVEL": str(log_level)}
         self.process = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, cwd=workdir
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, cwd=workdir,
+            env=env,
         )
         self.events = EventStream(self.process, name)
         self.port = int(self.events.wait_for("ready", timeout=20)["port"])
@@ -163,6 +167,19 @@ class PjsuaPeer:
                  timeout: float = 10.0) -> dict[str, Any]:
         return self.events.wait_for(event, predicate, timeout)
 
+    def read_log(self) -> str:
+        """What pjsua logged (messages in and out at log level 5)."""
+        self.stderr.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> None:
+        """Wait until pjsua's log holds ``text`` (its C logging is block-buffered, so poll)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.read_log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: {text!r} not in its log within {timeout}s")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             try:
@@ -174,58 +191,37 @@ class PjsuaPeer:
         self.stderr.close()
 
 
+DEFAULT_PROFILE = Path(__file__).resolve().parents[2] / "sip_profiles" / "default.toml"
+
+
 def write_profile(path: Path, *, sip_port: int, rtp_range: tuple[int, int], extra: str = "",
                   trunk_sources: tuple[str, ...] = ("127.0.0.0/8",), numbers: str | None = None,
-                  t1: float = 0.5, t2: float = 4.0, sip_extra: str = "") -> Path:
-    """A test profile on loopback with the demo agents and the given ports."""
-    sources = ", ".join(json.dumps(s) for s in trunk_sources)
-    numbers = numbers if numbers is not None else '[[numbers]]\nnumber = "1000"\naction = "answer"\n'
-    trunks = f'[[trunks]]\nname = "test-trunk"\nsources = [{sources}]\n' if trunk_sources else ""
-    path.write_text(
-        f"""name = "test"
-data_dir = "{path.parent / 'data'}"
-log_level = "DEBUG"
+                  overrides: dict[str, object] | None = None) -> Path:
+    """The shipped default profile on free ports, with test passwords and the given changes.
 
-[sip]
-listen = ["udp:127.0.0.1:{sip_port}", "tcp:127.0.0.1:{sip_port}"]
-domain = "127.0.0.1"
-drain_timeout = 5.0
-
-{sip_extra}
-
-[sip.timers]
-t1 = {t1}
-t2 = {t2}
-t4 = 5.0
-
-[registrar]
-realm = "mediagw"
-min_expires = 60
-default_expires = 300
-
-[rtp]
-address = "127.0.0.1"
-port_min = {rtp_range[0]}
-port_max = {rtp_range[1]}
-
-{trunks}
-[[agents]]
-id = "agent1"
-password = "secret-agent1"
-
-[[agents]]
-id = "agent2"
-password = "secret-agent2"
-
-[[agents]]
-id = "supervisor1"
-password = "secret-supervisor"
-role = "supervisor"
-
-{numbers}
-{extra}
-"""
-    )
+    Tests run against the demo center users get (its numbers, queue and agents); ``overrides`` replaces
+    the value of the first ``key = value`` line of each key, ``numbers`` replaces every ``[[numbers]]``
+    table, and ``extra`` is appended.
+    """
+    text = DEFAULT_PROFILE.read_text()
+    values: dict[str, object] = {
+        "listen": [f"udp:127.0.0.1:{sip_port}", f"tcp:127.0.0.1:{sip_port}"],
+        "data_dir": str(path.parent / "data"),
+        "log_level": "DEBUG",
+        "port_min": rtp_range[0],
+        "port_max": rtp_range[1],
+        "drain_timeout": 5.0,
+        "sources": list(trunk_sources),
+        **(overrides or {}),
+    }
+    for key, value in values.items():
+        pattern = re.compile(rf"^{re.escape(key)} = .*$", flags=re.M)
+        assert pattern.search(text), f"the default profile has no {key!r} line"
+        text = pattern.sub(f"{key} = {json.dumps(value)}", text, count=1)
+    text = text.replace('"demo-', '"secret-')
+    if numbers is not None:
+        text = text[: text.index("[[numbers]]")] + numbers
+    path.write_text(text + "\n" + extra)
     return path
 
 

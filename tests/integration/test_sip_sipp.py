@@ -40,7 +40,8 @@ def test_invite_ack_bye(gateway: GatewayProcess, tmp_path: Path, transport: str)
     messages = (tmp_path / "uac_invite_bye.xml.msg").read_text(errors="replace")
     assert result.returncode == 0, messages[-4000:]
     # the answer names the gateway's RTP address and a port from the profile's range
-    answer = re.search(r"m=audio (\d+) RTP/AVP 8", messages)
+    ok = messages[messages.index("SIP/2.0 200 OK"):]
+    answer = re.search(r"m=audio (\d+) RTP/AVP 8", ok)
     assert answer is not None
     rtp_min, rtp_max = gateway_rtp_range(gateway)
     assert rtp_min <= int(answer.group(1)) <= rtp_max and int(answer.group(1)) % 2 == 0
@@ -57,7 +58,7 @@ def gateway_rtp_range(gateway: GatewayProcess) -> tuple[int, int]:
 def test_lost_ack_makes_gateway_retransmit_200_until_timer_h(start_gateway: GatewayFactory, tmp_path: Path) -> None:
     # T1 = 0.1 s: the 200 OK is retransmitted at 0.1, 0.3, 0.7, 1.5, 3.1 s ... and Timer H (64*T1 = 6.4 s)
     # ends the dialog with a BYE (RFC 3261 §13.3.1.4, §17.2.1).
-    gateway = start_gateway(t1=0.1, t2=1.0)
+    gateway = start_gateway(overrides={"t1": 0.1, "t2": 1.0})
     result = run_sipp(gateway, "uac_lost_ack.xml", tmp_path, timeout=20)
     messages = (tmp_path / "uac_lost_ack.xml.msg").read_text(errors="replace")
     assert result.returncode == 0, messages[-4000:]

@@ -28,8 +28,10 @@ import wave
 
 import pjsua2 as pj
 
-EVENTS_OUT = sys.stdout
-sys.stdout = sys.stderr  # pjsua's own logging must not mix with the event stream
+# Events go to the original stdout; pjsua's C logging (which writes to fd 1) goes to stderr instead.
+EVENTS_OUT = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
 
 
 def emit(event: str, **fields: object) -> None:
@@ -192,6 +194,14 @@ class Peer:
         if recorder is not None:
             path = self.calls[index].record_path
             del recorder
+            for _ in range(200):  # the WAV header is finalized as the recorder port is torn down
+                try:
+                    with wave.open(path, "rb") as check:
+                        if check.getnframes() > 0:
+                            break
+                except (wave.Error, EOFError, OSError):
+                    pass
+                self.ep.libHandleEvents(10)
             emit("recorded", call=index, file=path)
 
     # -- main loop --------------------------------------------------------------------------------

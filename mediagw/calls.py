@@ -1,0 +1,383 @@
+"""Calls: a Call binds SIP legs (dialogs), their media legs in the engine, and what the gateway does.
+
+Theory of operation: ``CallManager.on_sip_event`` receives every ``SipEndpoint`` event. An admitted
+INVITE becomes a ``Call`` with one inbound ``Leg``; the dialled number (Request-URI user part) picks the
+flow from the profile:
+
+* ``answer``: 200 OK with our SDP, then held until either side hangs up (signalling test number);
+* ``ring``: 180 Ringing and never answered (until the caller cancels);
+* ``echo``: answered; the caller hears itself (the leg listens to its own input);
+* ``prompt``: answered; a text prompt is played, then the gateway hangs up;
+* ``reject``: refused with the configured status.
+
+SDP offer/answer (RFC 3264) runs here with ``mediagw.sdp``: an INVITE with an offer is answered in the
+200; an INVITE without one (late offer) gets our offer in the 200 and the answer arrives in the ACK.
+Re-INVITEs (hold/resume) are answered from the same media leg with its direction updated. Every handler
+catches a peer's bad SDP as ``SdpError`` and answers 488 with a Warning; nothing a peer sends ends other
+calls.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mediagw.errors import SdpError
+from mediagw.media.ports import RtpPortsExhausted
+from mediagw.media.service import MediaLeg, MediaService
+from mediagw.sdp import (
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    NegotiatedAudio,
+    SessionDescription,
+    create_offer,
+    negotiate_answer,
+    process_answer,
+)
+from mediagw.sip.endpoint import (
+    CallCancelled,
+    CallEstablished,
+    CallTerminated,
+    IncomingCallReceived,
+    InfoReceived,
+    OutgoingCallAnswered,
+    OutgoingCallFailed,
+    OutgoingCallProgressed,
+    ReinviteAnswered,
+    ReinviteReceived,
+)
+from mediagw.queue_flow import QueueFlow
+from mediagw.router.service import RouterService
+from mediagw.sip.message import SipRequest
+
+if TYPE_CHECKING:
+    from mediagw.gateway import Gateway
+
+logger = logging.getLogger(__name__)
+
+LOCAL_CODECS = (PCMU, PCMA, TELEPHONE_EVENT)
+"""What we accept and offer, in our order of preference."""
+
+
+@dataclass(eq=False)
+class Leg:
+    """One SIP dialog of a call and its media leg."""
+
+    handle: int
+    role: str
+    """``caller`` (the inbound leg), ``agent`` or ``supervisor`` (legs the gateway dials)."""
+    media: MediaLeg
+    session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
+    session_version: int = 1
+    local_sdp: SessionDescription | None = None
+    negotiated: NegotiatedAudio | None = None
+    offer_pending: bool = False
+    """True when our 200 carried an offer and the answer is expected in the ACK (late offer)."""
+
+
+@dataclass(eq=False)
+class Call:
+    """One call through the gateway: its legs and what it does."""
+
+    id: str
+    number: str
+    action: str
+    caller: Leg
+    call_id: str
+    caller_identity: str = ""
+    """The caller's From as a name-addr without its tag: the identity shown to the agents we ring."""
+    contact_id: str = ""
+    """The contact record of a queued call."""
+    legs: dict[int, Leg] = field(default_factory=dict)
+    ended: bool = False
+    end_reason: str = ""
+
+
+class CallManager:
+    """All calls of one gateway, driven by SIP and media events."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.profile = gateway.profile
+        self.media = MediaService(gateway.profile, gateway.data_dir, self.on_media_event)
+        self.queues: QueueFlow | None = None
+        self._calls: dict[str, Call] = {}
+        self._by_handle: dict[int, Call] = {}
+        self._ids = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    async def start(self, router: RouterService | None = None) -> None:
+        """Start the media plane; queued calls run on ``router``."""
+        await self.media.start()
+        if router is not None:
+            self.queues = QueueFlow(self, router)
+
+    def on_router_event(self, event: Any) -> None:
+        """Router decisions for queued calls."""
+        if self.queues is not None:
+            self.queues.on_router_event(event)
+
+    async def close(self) -> None:
+        """Stop the media plane and release every leg."""
+        for call in list(self._calls.values()):
+            self.release(call, "shutdown")
+        await self.media.close()
+
+    @property
+    def endpoint(self) -> Any:
+        return self.gateway.endpoint
+
+    def now(self) -> float:
+        return self.gateway.now()
+
+    # -- SIP events -----------------------------------------------------------------------------------
+
+    def on_sip_event(self, event: Any) -> None:
+        """Dispatch one endpoint event."""
+        if isinstance(event, IncomingCallReceived):
+            self._incoming(event)
+            return
+        call = self._by_handle.get(getattr(event, "call_handle", -1))
+        if call is None:
+            return
+        leg = call.legs.get(event.call_handle)
+        if leg is None:
+            return
+        if isinstance(event, CallEstablished):
+            self._established(call, leg, event)
+        elif isinstance(event, (CallTerminated, CallCancelled)):
+            reason = event.reason if isinstance(event, CallTerminated) else "cancelled"
+            self._leg_ended(call, leg, reason)
+        elif isinstance(event, ReinviteReceived):
+            self._reinvite(call, leg, event.request)
+        elif isinstance(event, InfoReceived):
+            self.media.info_received(leg.media, event.request, call.call_id)
+        elif isinstance(event, (OutgoingCallProgressed, OutgoingCallAnswered, OutgoingCallFailed)):
+            queued = self.queues.queued(call) if self.queues is not None else None
+            if queued is not None:
+                self.queues.on_agent_event(queued, leg, event)  # type: ignore[union-attr]
+            elif isinstance(event, OutgoingCallFailed):
+                self.forget_leg(call, leg)
+        elif isinstance(event, ReinviteAnswered):
+            logger.debug("call %s: re-INVITE answered %s on leg %s", call.id, event.status, leg.handle)
+
+    def _incoming(self, event: IncomingCallReceived) -> None:
+        request = event.request
+        now = self.now()
+        user = request.uri.user or ""
+        number = self.profile.number(user)
+        if number is None:
+            logger.info("INVITE for unknown number %r from %s:%s, Call-ID %s", user, *event.source, request.call_id)
+            self.endpoint.reject(event.call_handle, 404, now=now)
+            return
+        if number.action == "reject":
+            self.endpoint.reject(event.call_handle, number.reject_status, now=now)
+            return
+        try:
+            media = self.media.open_leg(nat=self.profile.rtp.nat_latch)
+        except (OSError, RtpPortsExhausted) as exc:
+            logger.error("no RTP port for Call-ID %s: %s", request.call_id, exc)
+            self.endpoint.reject(event.call_handle, 503, headers=(("Retry-After", "5"),), now=now)
+            return
+        media.owner = event.call_handle
+        leg = Leg(event.call_handle, "caller", media)
+        call = Call(f"call-{next(self._ids)}", user, number.action, leg, request.call_id,
+                    caller_identity=_identity(request))
+        call.legs[leg.handle] = leg
+        self._calls[call.id] = call
+        self._by_handle[leg.handle] = call
+        logger.info(
+            "call %s: %s from %s:%s to %s (%s), Call-ID %s",
+            call.id, request.from_.uri, *event.source, user, number.action, request.call_id,
+        )
+        if number.action == "ring":
+            self.endpoint.send_provisional(leg.handle, 180, now=now)
+            return
+        if number.action == "queue":
+            if self.queues is None:
+                self.endpoint.reject(leg.handle, 503, now=now)
+                self.release(call, "no-router")
+                return
+            self.queues.start(call, leg, event, number)
+            return
+        sdp = self.local_answer(call, leg, request)
+        if sdp is None:
+            return
+        self.endpoint.answer(leg.handle, sdp, now=now)
+        if leg.negotiated is not None:
+            self._start_flow(call, leg)
+
+    def local_answer(self, call: Call, leg: Leg, request: SipRequest) -> bytes | None:
+        """Our SDP for the 200 OK: an answer to the INVITE's offer, or an offer when it had none."""
+        now = self.now()
+        if not request.body:
+            leg.local_sdp = create_offer(
+                local_address=self.profile.rtp.address, local_port=leg.media.port, codecs=LOCAL_CODECS,
+                session_id=leg.session_id, session_version=leg.session_version,
+            )
+            leg.offer_pending = True
+            return leg.local_sdp.serialize()
+        try:
+            if (request.content_type or "").lower() != "application/sdp":
+                raise SdpError(f"unsupported body type {request.content_type!r}", status_code=415)
+            offer = SessionDescription.parse(request.body)
+            answer, negotiated = negotiate_answer(
+                offer, local_codecs=LOCAL_CODECS, local_address=self.profile.rtp.address,
+                local_port=leg.media.port, session_id=leg.session_id, session_version=leg.session_version,
+            )
+        except SdpError as exc:
+            logger.warning("call %s: SDP offer refused (%s), Call-ID %s", call.id, exc, call.call_id)
+            headers: tuple[tuple[str, str], ...] = (("Warning", f'399 mediagw "{_warning_text(exc)}"'),)
+            if exc.status_code == 415:
+                headers += (("Accept", "application/sdp"),)
+            self.endpoint.reject(leg.handle, exc.status_code if exc.status_code >= 400 else 488,
+                                 headers=headers, now=now)
+            self.release(call, "sdp-refused")
+            return None
+        leg.local_sdp = answer
+        leg.negotiated = negotiated
+        self.media.connect(leg.media, negotiated)
+        return answer.serialize()
+
+    def _established(self, call: Call, leg: Leg, event: CallEstablished) -> None:
+        if not leg.offer_pending:
+            return
+        leg.offer_pending = False
+        try:
+            assert leg.local_sdp is not None
+            negotiated = process_answer(leg.local_sdp, SessionDescription.parse(event.ack.body))
+        except SdpError as exc:
+            logger.warning("call %s: SDP answer in ACK refused (%s); hanging up", call.id, exc)
+            self.hangup(call, "sdp-refused")
+            return
+        leg.negotiated = negotiated
+        self.media.connect(leg.media, negotiated)
+        self._start_flow(call, leg)
+
+    def _reinvite(self, call: Call, leg: Leg, request: SipRequest) -> None:
+        """Answer a re-INVITE from the same media leg: hold (sendonly/inactive) and resume (RFC 3264 §8.4)."""
+        now = self.now()
+        leg.session_version += 1
+        if not request.body:  # an offerless re-INVITE: we offer our current session again
+            self.endpoint.answer_reinvite(leg.handle, 200, leg.local_sdp.serialize() if leg.local_sdp else b"",
+                                          now=now)
+            return
+        try:
+            offer = SessionDescription.parse(request.body)
+            answer, negotiated = negotiate_answer(
+                offer, local_codecs=LOCAL_CODECS, local_address=self.profile.rtp.address,
+                local_port=leg.media.port, session_id=leg.session_id, session_version=leg.session_version,
+            )
+        except SdpError as exc:
+            logger.warning("call %s: re-INVITE offer refused (%s)", call.id, exc)
+            self.endpoint.answer_reinvite(leg.handle, 488, now=now,
+                                          headers=(("Warning", f'399 mediagw "{_warning_text(exc)}"'),))
+            return
+        leg.local_sdp = answer
+        leg.negotiated = negotiated
+        self.media.connect(leg.media, negotiated)
+        logger.info("call %s: re-INVITE, we now %s", call.id, negotiated.local_direction)
+        self.endpoint.answer_reinvite(leg.handle, 200, answer.serialize(), now=now)
+
+    # -- flows ----------------------------------------------------------------------------------------
+
+    def _start_flow(self, call: Call, leg: Leg) -> None:
+        """Media for the number's action, once the caller's leg has negotiated audio."""
+        if call.action == "echo":
+            self.media.set_listen(leg.media, [(leg.media, 1.0)])
+        elif call.action == "prompt":
+            number = self.profile.number(call.number)
+            text = number.prompt_text if number is not None and number.prompt_text else "Thank you for calling."
+            self.media.play_text(leg.media, text, on_finished=lambda: self.hangup(call, "prompt-finished"))
+
+    # -- media events ---------------------------------------------------------------------------------
+
+    def on_media_event(self, kind: str, media: MediaLeg, detail: Any) -> None:
+        """Events from the media plane: ``dtmf`` (digit, duration ms, method), ``rtp-timeout``."""
+        call = self._by_handle.get(media.owner) if media.owner is not None else None
+        if call is None:
+            return
+        if kind == "dtmf":
+            digit, duration, method = detail
+            logger.info("call %s: DTMF %s (%d ms, %s), Call-ID %s", call.id, digit, duration, method, call.call_id)
+        elif kind == "rtp-timeout":
+            logger.warning("call %s: no RTP for %.0f s, ending it (rtp-timeout)", call.id, detail)
+            self.hangup(call, "rtp-timeout")
+
+    # -- ending ---------------------------------------------------------------------------------------
+
+    def hangup(self, call: Call, reason: str) -> None:
+        """End every leg of ``call`` (BYE, CANCEL or a final response, as each leg's state needs)."""
+        if call.ended:
+            return
+        call.end_reason = call.end_reason or reason
+        now = self.now()
+        for leg in list(call.legs.values()):
+            self.endpoint.hangup(leg.handle, now=now)
+        self.gateway.pump()
+
+    def hangup_all(self, reason: str) -> None:
+        """End every call (drain)."""
+        for call in list(self._calls.values()):
+            self.hangup(call, reason)
+
+    def _leg_ended(self, call: Call, leg: Leg, reason: str) -> None:
+        logger.info("call %s: %s leg ended (%s)", call.id, leg.role, reason)
+        queued = self.queues.queued(call) if self.queues is not None else None
+        ends_call = leg.role == "caller" or (queued is not None and leg is queued.agent_leg)
+        if leg.role == "caller":
+            call.end_reason = call.end_reason or ("caller-hangup" if reason in ("remote-bye", "cancelled") else reason)
+        if queued is not None:
+            self.queues.on_leg_ended(queued, leg, reason)  # type: ignore[union-attr]
+        if ends_call:
+            now = self.now()
+            for other in list(call.legs.values()):
+                if other is not leg:
+                    self.endpoint.hangup(other.handle, now=now)
+            self.gateway.pump()
+        self.forget_leg(call, leg)
+
+    def add_leg(self, call: Call, leg: Leg) -> None:
+        """Attach a leg the gateway dialled (agent, supervisor) to ``call``."""
+        call.legs[leg.handle] = leg
+        self._by_handle[leg.handle] = call
+
+    def forget_leg(self, call: Call, leg: Leg) -> None:
+        """A leg is over: release its media; the call ends with its last leg."""
+        self.media.close_leg(leg.media)
+        call.legs.pop(leg.handle, None)
+        self._by_handle.pop(leg.handle, None)
+        if not call.legs and not call.ended:
+            call.ended = True
+            self._calls.pop(call.id, None)
+            logger.info("call %s ended: %s", call.id, call.end_reason or "ended")
+
+    def on_bridged(self, call: Call, caller: Leg, agent: Leg) -> None:
+        """Caller and agent were just joined (recording starts here)."""
+
+    def release(self, call: Call, reason: str) -> None:
+        """Forget a call whose legs are already gone at the SIP level (or never answered)."""
+        for leg in list(call.legs.values()):
+            self.media.close_leg(leg.media)
+            self._by_handle.pop(leg.handle, None)
+        call.legs.clear()
+        call.ended = True
+        call.end_reason = call.end_reason or reason
+        self._calls.pop(call.id, None)
+
+
+def _identity(request: SipRequest) -> str:
+    """The From header of ``request`` as a name-addr without the tag (RFC 3261 §8.1.1.3)."""
+    sender = request.from_
+    name = f'"{sender.display_name}" ' if sender.display_name else ""
+    return f"{name}<{sender.uri}>"
+
+
+def _warning_text(error: Exception) -> str:
+    """A Warning header text (RFC 3261 §20.43) from an error: no quotes or control characters."""
+    return "".join(ch for ch in str(error) if ch.isprintable() and ch not in '"\\')[:120]

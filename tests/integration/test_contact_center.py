@@ -1,0 +1,176 @@
+"""The contact center end to end: trunk caller, queue, agents ringing, whisper and countdown, bridge.
+
+Every party is a pjsua2 user agent in its own process with its own tone: the caller plays 440 Hz, the
+agents 660 Hz. Who hears what is decided by FFT over their recordings.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.audio import has_tone, read_wav, rms, speech_energy_ratio
+from tests.integration.conftest import GatewayFactory
+from tests.integration.harness import GatewayProcess, PjsuaPeer
+
+pytestmark = pytest.mark.integration
+
+FLAG_HEADERS = {"X-Verified-Customer": " YES ", "X-Bad-Actor": "0", "X-Repeat-Customer": "true"}
+NO_ANNOUNCEMENTS = {"announcement_interval": 0.0}
+
+
+def register(agent: PjsuaPeer, gateway: GatewayProcess, user: str) -> None:
+    agent.send(cmd="register", registrar=f"sip:127.0.0.1:{gateway.sip_port}", user=user,
+               password=f"secret-{user}")
+    agent.wait_for("reg_state", lambda e: e["code"] == 200)
+
+
+def wait_for_log(gateway: GatewayProcess, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in gateway.read_log():
+        assert time.monotonic() < deadline, f"{text!r} not in the gateway log:\n{gateway.read_log()[-4000:]}"
+        time.sleep(0.05)
+
+
+def windows(pcm: np.ndarray, rate: int, seconds: float = 0.5) -> list[np.ndarray]:
+    size = int(rate * seconds)
+    return [pcm[i : i + size] for i in range(0, len(pcm) - size + 1, size)]
+
+
+def first_window(pcm: np.ndarray, rate: int, test: Callable[[np.ndarray], bool]) -> int | None:
+    for index, window in enumerate(windows(pcm, rate)):
+        if test(window):
+            return index
+    return None
+
+
+def contact_rows(gateway: GatewayProcess) -> list[sqlite3.Row]:
+    connection = sqlite3.connect(gateway.workdir / "data" / "mediagw.db")
+    connection.row_factory = sqlite3.Row
+    try:
+        return connection.execute("SELECT * FROM contacts ORDER BY initiated_at").fetchall()
+    finally:
+        connection.close()
+
+
+def test_queued_call_whisper_then_bridge_with_flags(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    gateway = start_gateway(overrides=NO_ANNOUNCEMENTS)
+    agent = peers("agent1", tone=660.0, auto_answer=200, answer_delay=1.0)
+    register(agent, gateway, "agent1")
+    wait_for_log(gateway, "agent agent1 registered: available")
+    caller = peers("caller", tone=440.0)
+    caller.send(cmd="call", uri=f"sip:2000@127.0.0.1:{gateway.sip_port}", headers=FLAG_HEADERS)
+    incoming = agent.wait_for("incoming_call", timeout=10)
+    # the agent's INVITE carries the caller's identity and profile flags
+    message = incoming["message"]
+    assert "X-Mediagw-Flags:" in message
+    flags_line = next(line for line in message.splitlines() if line.startswith("X-Mediagw-Flags:"))
+    assert "verified" in flags_line and "repeat_customer" in flags_line and "bad_actor" not in flags_line
+    assert "caller@" in next(line for line in message.splitlines() if line.lower().startswith("from:"))
+    wait_for_log(gateway, "bridged", timeout=25)
+    time.sleep(3.0)
+    caller.send(cmd="hangup", call=0)
+    agent_pcm, rate = read_wav(Path(agent.wait_for("recorded", timeout=15)["file"]))
+    caller_pcm, _ = read_wav(Path(caller.wait_for("recorded", timeout=15)["file"]))
+
+    # the agent: speech (whisper, countdown) first, then the caller's 440 Hz
+    speech_at = first_window(agent_pcm, rate, lambda w: speech_energy_ratio(w, rate) > 0.3)
+    tone_at = first_window(agent_pcm, rate, lambda w: has_tone(w, 440.0, rate, threshold=0.3))
+    assert speech_at is not None, "the agent heard no whisper"
+    assert tone_at is not None, "the agent never heard the caller"
+    assert speech_at < tone_at
+    # no caller audio leaks to the agent during the whisper
+    assert not any(has_tone(w, 440.0, rate, threshold=0.3) for w in windows(agent_pcm, rate)[:tone_at])
+
+    # the caller: no speech at all (the whisper is the agent's alone), then the agent's 660 Hz
+    assert all(speech_energy_ratio(w, rate) < 0.3 for w in windows(caller_pcm, rate)), "the caller heard speech"
+    agent_at = first_window(caller_pcm, rate, lambda w: has_tone(w, 660.0, rate, threshold=0.3))
+    assert agent_at is not None, "the caller never heard the agent"
+    before = windows(caller_pcm, rate)[:agent_at]
+    assert before and any(rms(w) > 100 for w in before), "the caller heard nothing (no hold music) while waiting"
+
+    assert gateway.stop() == 0
+    (row,) = contact_rows(gateway)
+    assert row["queue_id"] == "demo" and row["agent_id"] == "agent1"
+    assert set(eval_json(row["flags"])) == {"verified", "repeat_customer"}
+    assert eval_json(row["attributes"])["verified_customer"] == "true"
+    assert row["disconnect_reason"] == "caller-hangup"
+    assert row["connected_at"] is not None and row["enqueued_at"] is not None
+
+
+def eval_json(text: str) -> object:
+    import json
+
+    return json.loads(text)
+
+
+def test_unanswered_agent_goes_rona_and_the_call_reaches_the_next(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    gateway = start_gateway(overrides={**NO_ANNOUNCEMENTS, "ring_timeout": 3.0, "countdown": False})
+    sleepy = peers("agent1")  # rings, never answers
+    register(sleepy, gateway, "agent1")
+    wait_for_log(gateway, "agent agent1 registered: available")
+    time.sleep(0.2)  # agent1 has been idle longest: it is offered the call first
+    awake = peers("agent2", tone=660.0, auto_answer=200, answer_delay=0.5)
+    register(awake, gateway, "agent2")
+    wait_for_log(gateway, "agent agent2 registered: available")
+    caller = peers("caller", tone=440.0)
+    caller.send(cmd="call", uri=f"sip:2000@127.0.0.1:{gateway.sip_port}")
+    sleepy.wait_for("incoming_call", timeout=10)
+    sleepy.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)  # CANCEL after 3 s
+    wait_for_log(gateway, "agent agent1 did not answer in time (RONA)")
+    awake.wait_for("incoming_call", timeout=10)
+    wait_for_log(gateway, "caller and agent agent2 bridged", timeout=20)
+    caller.send(cmd="hangup", call=0)
+    caller.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)
+    assert gateway.stop() == 0
+    (row,) = contact_rows(gateway)
+    assert row["agent_id"] == "agent2"
+
+
+def test_after_hours_call_gets_the_message_and_a_bye(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    holidays = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
+    every_day = "\n".join(f'{day} = ["00:00-23:59"]' for day in
+                          ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
+    extra = f"""
+[[queues]]
+id = "closed"
+name = "Closed Desk"
+
+[queues.hours]
+timezone = "UTC"
+always_open = false
+holidays = [{holidays}]
+{every_day}
+
+[queues.after_hours]
+action = "message"
+message_text = "We are closed today. Please call again tomorrow. Goodbye."
+
+[[numbers]]
+number = "2100"
+action = "queue"
+queue = "closed"
+"""
+    gateway = start_gateway(extra=extra)
+    caller = peers("caller", record=True)
+    caller.send(cmd="call", uri=f"sip:2100@127.0.0.1:{gateway.sip_port}")
+    caller.wait_for("media_active", timeout=10)
+    caller.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=30)
+    wait_for_log(gateway, "queue closed is closed, deflection message")
+    pcm, rate = read_wav(Path(caller.wait_for("recorded", timeout=15)["file"]))
+    assert speech_energy_ratio(pcm, rate) > 0.2, "no message was played"
+    assert gateway.stop() == 0
+    (row,) = contact_rows(gateway)
+    assert row["disconnect_reason"] == "after-hours" and row["queue_id"] == "closed"
