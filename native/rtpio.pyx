@@ -531,6 +531,7 @@ cdef class RtpCore:
     cdef int max_slots
     cdef int n_high
     cdef int n_used
+    cdef int n_legs
     cdef int epfd
     cdef int jitter_min, jitter_max
     cdef bint connect_sockets
@@ -738,6 +739,7 @@ cdef class RtpCore:
             if epoll_ctl(self.epfd, EPOLL_CTL_ADD, rtcp_fd, &ev) != 0:
                 s.rtcp_fd = -1
         self._connect(s)
+        self.n_legs += 1
         return slot
 
     def update_leg(self, int slot, remote=None, int payload_type=-1, int telephone_event_pt=-2, int send=-1,
@@ -789,6 +791,7 @@ cdef class RtpCore:
         """Forget a slot; its sockets leave the epoll set (the caller closes them)."""
         cdef Slot* s = self._slot(slot, KIND_FREE)
         if s.kind == KIND_LEG:
+            self.n_legs -= 1
             epoll_ctl(self.epfd, EPOLL_CTL_DEL, s.fd, NULL)
             if s.rtcp_fd >= 0:
                 epoll_ctl(self.epfd, EPOLL_CTL_DEL, s.rtcp_fd, NULL)
@@ -837,6 +840,11 @@ cdef class RtpCore:
     @property
     def slots_used(self) -> int:
         return self.n_used
+
+    @property
+    def legs(self) -> int:
+        """RTP legs in use (the other used slots are players)."""
+        return self.n_legs
 
     cdef object _remote_tuple(self, Slot* s):
         cdef char text[64]

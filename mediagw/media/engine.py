@@ -594,6 +594,8 @@ class MediaEngine(_EngineBase):
         return {
             "ticks": core.ticks,
             "slots": core.slots_used,
+            "legs": core.legs,
+            "players": core.slots_used - core.legs,
             "packets_in": core.packets_in,
             "packets_out": core.packets_out,
             "packets_in_per_tick": core.packets_in / ticks,
@@ -1133,6 +1135,8 @@ class ReferenceEngine(_EngineBase):
         return {
             "ticks": self._tick_index,
             "slots": len(self._slots),
+            "legs": sum(isinstance(entry, _RefLeg) for entry in self._slots.values()),
+            "players": sum(isinstance(entry, _RefPlayer) for entry in self._slots.values()),
             "packets_in": self._packets_in,
             "packets_out": self._packets_out,
             "packets_in_per_tick": self._packets_in / ticks,

@@ -101,7 +101,8 @@ def test_player_mixes_without_sockets(engine: MediaEngine | ReferenceEngine) -> 
     assert [int(o[0]) for o in outputs] == [500, 500, 500, 0]
     assert int(outputs[2][79]) == 500 and int(outputs[2][80]) == 0  # 400 samples = 2.5 frames
     assert engine.events() == [PlayerFinished(player)]
-    assert engine.figures()["ticks"] == 4
+    figures = engine.figures()
+    assert figures["ticks"] == 4 and figures["legs"] == 0 and figures["players"] == 2
 
 
 def test_matches_mix_constants() -> None:
