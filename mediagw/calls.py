@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,8 @@ from mediagw.sip.endpoint import (
     ReinviteReceived,
 )
 from mediagw.queue_flow import QueueFlow
+from mediagw.recording.service import RecordingService, new_recording_id
+from mediagw.supervision import Supervision
 from mediagw.router.service import RouterService
 from mediagw.sip.message import SipRequest
 
@@ -91,6 +94,10 @@ class Call:
     """The caller's From as a name-addr without its tag: the identity shown to the agents we ring."""
     contact_id: str = ""
     """The contact record of a queued call."""
+    started_at: float = field(default_factory=time.time)
+    connected_at: float | None = None
+    """Wall-clock time caller and agent were bridged."""
+    recording_id: str | None = None
     legs: dict[int, Leg] = field(default_factory=dict)
     ended: bool = False
     end_reason: str = ""
@@ -104,6 +111,8 @@ class CallManager:
         self.profile = gateway.profile
         self.media = MediaService(gateway.profile, gateway.data_dir, self.on_media_event)
         self.queues: QueueFlow | None = None
+        self.supervision = Supervision(self, gateway.audit)
+        self.recording: RecordingService | None = None
         self._calls: dict[str, Call] = {}
         self._by_handle: dict[int, Call] = {}
         self._ids = itertools.count(1)
@@ -159,7 +168,9 @@ class CallManager:
             self.media.info_received(leg.media, event.request, call.call_id)
         elif isinstance(event, (OutgoingCallProgressed, OutgoingCallAnswered, OutgoingCallFailed)):
             queued = self.queues.queued(call) if self.queues is not None else None
-            if queued is not None:
+            if leg.role == "supervisor":
+                self.supervision.on_leg_event(call, leg, event)
+            elif queued is not None:
                 self.queues.on_agent_event(queued, leg, event)  # type: ignore[union-attr]
             elif isinstance(event, OutgoingCallFailed):
                 self.forget_leg(call, leg)
@@ -170,6 +181,10 @@ class CallManager:
         request = event.request
         now = self.now()
         user = request.uri.user or ""
+        feature = self.supervision.feature_code(user, event.registered_user)
+        if feature is not None:
+            self._feature_code(event, *feature)
+            return
         number = self.profile.number(user)
         if number is None:
             logger.info("INVITE for unknown number %r from %s:%s, Call-ID %s", user, *event.source, request.call_id)
@@ -328,8 +343,14 @@ class CallManager:
 
     def _leg_ended(self, call: Call, leg: Leg, reason: str) -> None:
         logger.info("call %s: %s leg ended (%s)", call.id, leg.role, reason)
+        if leg.role == "supervisor":
+            self.supervision.on_leg_ended(call, leg)
+            self.forget_leg(call, leg)
+            return
         queued = self.queues.queued(call) if self.queues is not None else None
         ends_call = leg.role == "caller" or (queued is not None and leg is queued.agent_leg)
+        if ends_call:
+            self._stop_recording(call)
         if leg.role == "caller":
             call.end_reason = call.end_reason or ("caller-hangup" if reason in ("remote-bye", "cancelled") else reason)
         if queued is not None:
@@ -355,13 +376,108 @@ class CallManager:
         if not call.legs and not call.ended:
             call.ended = True
             self._calls.pop(call.id, None)
+            self.supervision.forget_call(call)
             logger.info("call %s ended: %s", call.id, call.end_reason or "ended")
 
     def on_bridged(self, call: Call, caller: Leg, agent: Leg) -> None:
-        """Caller and agent were just joined (recording starts here)."""
+        """Caller and agent were just joined: supervisors' matrix, and the recording starts."""
+        call.connected_at = time.time()
+        self.supervision.apply(call)
+        queued = self.queues.queued(call) if self.queues is not None else None
+        queue = self.profile.queue(queued.queue_id) if queued is not None else None
+        if (self.recording is None or queue is None or not queue.recording or caller.media.slot is None
+                or agent.media.slot is None):
+            return
+        call.recording_id = new_recording_id()
+        self.recording.start_recording(
+            call.recording_id, call.contact_id, queue.id, caller.media.slot, agent.media.slot,
+            queue.recording_targets or None, format=queue.recording_format or None,
+        )
+        logger.info("call %s: recording %s started", call.id, call.recording_id)
+
+    def _stop_recording(self, call: Call) -> None:
+        if self.recording is not None and call.recording_id is not None \
+                and self.recording.state(call.recording_id) is not None:
+            self.recording.stop_recording(call.recording_id)
+
+    def recording_state(self, call: Call) -> str:
+        """off, recording, paused or stopped: for the API."""
+        if call.recording_id is None or self.recording is None:
+            return "off"
+        return self.recording.state(call.recording_id) or "stopped"
+
+    def recording_id(self, call: Call) -> str | None:
+        return call.recording_id
+
+    # -- lookups for the control API ------------------------------------------------------------------
+
+    def live_calls(self) -> list[Call]:
+        """Every call in progress."""
+        return [call for call in self._calls.values() if not call.ended]
+
+    def api_id(self, call: Call) -> str:
+        """The id the API shows: the contact id of a queued call, else the gateway's call id."""
+        return call.contact_id or call.id
+
+    def find(self, api_id: str) -> Call | None:
+        """A live call by API id (contact id or call id)."""
+        for call in self._calls.values():
+            if api_id in (call.contact_id, call.id):
+                return call
+        return None
+
+    def agent_leg(self, call: Call) -> Leg | None:
+        """The agent leg of a queued call, once the agent answered."""
+        queued = self.queues.queued(call) if self.queues is not None else None
+        if queued is None or queued.state not in ("whisper", "connected"):
+            return None
+        return queued.agent_leg
+
+    def is_bridged(self, call: Call) -> bool:
+        """True once caller and agent hear each other."""
+        queued = self.queues.queued(call) if self.queues is not None else None
+        return queued is not None and queued.state == "connected"
+
+    def _agent_call(self, agent_id: str) -> Call | None:
+        if self.queues is None:
+            return None
+        for queued in self.queues.calls():
+            if queued.agent_id == agent_id and queued.state == "connected":
+                return queued.call
+        return None
+
+    def _feature_code(self, event: IncomingCallReceived, mode: str, agent_id: str) -> None:
+        """A supervisor dialled ``*1<agent>`` (listen), ``*2`` (coach) or ``*3`` (barge)."""
+        now = self.now()
+        supervisor_id = event.registered_user
+        supervisor = next((a for a in self.profile.agents if a.id == supervisor_id), None)
+        if supervisor is None or supervisor.role != "supervisor" or not self.supervision.permitted(supervisor.id, mode):
+            logger.warning("feature code %s for %s refused to %s", mode, agent_id, supervisor_id or "a stranger")
+            self.endpoint.reject(event.call_handle, 403, now=now)
+            return
+        target = self._agent_call(agent_id)
+        if target is None:
+            self.endpoint.reject(event.call_handle, 404, "No Call For That Agent", now=now)
+            return
+        try:
+            media = self.media.open_leg(nat=self.profile.rtp.nat_latch)
+        except (OSError, RtpPortsExhausted):
+            self.endpoint.reject(event.call_handle, 503, headers=(("Retry-After", "5"),), now=now)
+            return
+        media.owner = event.call_handle
+        leg = Leg(event.call_handle, "supervisor", media)
+        self.add_leg(target, leg)
+        sdp = self.local_answer(target, leg, event.request)
+        if sdp is None:
+            self.forget_leg(target, leg)
+            return
+        self.endpoint.answer(leg.handle, sdp, now=now)
+        self.supervision.join_dialled(target, supervisor.id, mode, leg)
+        logger.info("call %s: supervisor %s joined by feature code in %s mode", target.id, supervisor.id, mode)
 
     def release(self, call: Call, reason: str) -> None:
         """Forget a call whose legs are already gone at the SIP level (or never answered)."""
+        self._stop_recording(call)
         for leg in list(call.legs.values()):
             self.media.close_leg(leg.media)
             self._by_handle.pop(leg.handle, None)

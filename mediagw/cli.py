@@ -20,6 +20,16 @@ def _listen_arg(text: str) -> str:
     return text
 
 
+def _api_arg(text: str) -> str:
+    from mediagw.api.auth import parse_api_address
+
+    try:
+        parse_api_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="mediagw", description="Contact-center SIP media gateway.")
@@ -36,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data-dir", help="directory for the store, recordings and caches")
     run.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper)
+    run.add_argument("--api", type=_api_arg, metavar="HOST:PORT",
+                     help="HTTP control API address (default: the profile's api.listen, 127.0.0.1:8080)")
 
     check = commands.add_parser("check", help="validate a profile and report the first error")
     check.add_argument("profile", help="TOML profile to validate")
@@ -67,7 +79,8 @@ def _check(path: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         profile = with_overrides(
-            load_profile(args.profile), listen=args.sip, data_dir=args.data_dir, log_level=args.log_level
+            load_profile(args.profile), listen=args.sip, data_dir=args.data_dir, log_level=args.log_level,
+            api_listen=args.api,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

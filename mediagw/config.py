@@ -19,7 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from mediagw.api.auth import ApiConfig, validate_api_config
+from mediagw.demo import DEMO_CREDENTIALS
 from mediagw.errors import ConfigError
+from mediagw.recording.config import RecordingConfig, RecordingPolicy, validate_policy, validate_recording
 from mediagw.router.profile import (
     AttributeConfig,
     FlagHeadersConfig,
@@ -29,8 +32,6 @@ from mediagw.router.profile import (
     validate_contact_center,
 )
 
-DEMO_CREDENTIALS = frozenset({"demo-agent1", "demo-agent2", "demo-supervisor", "demo-trunk", "demo-admin-token"})
-"""Passwords and tokens shipped in the default profile and the README; never valid off loopback."""
 
 DEFAULT_PROFILE_NAME = "default.toml"
 
@@ -191,6 +192,8 @@ class Profile:
     queues: tuple[QueueConfig, ...] = ()
     flag_routes: tuple[FlagRouteConfig, ...] = ()
     flag_headers: FlagHeadersConfig = field(default_factory=FlagHeadersConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     source: str = field(default="<memory>", metadata={"internal": True})
 
     @property
@@ -333,6 +336,12 @@ def _validate(profile: Profile) -> None:
         if number.action == "reject" and not 400 <= number.reject_status <= 699:
             raise ConfigError(file, f"numbers[{index}].reject_status", "must be a SIP status 400-699")
     validate_contact_center(profile, file)
+    validate_api_config(profile.api, file)
+    validate_recording(profile.recording, file)
+    for index, queue in enumerate(profile.queues):
+        policy = RecordingPolicy(enabled=queue.recording, format=queue.recording_format,
+                                 targets=queue.recording_targets)
+        validate_policy(policy, profile.recording, file, f"queues[{index}]")
     _check_demo_credentials(profile)
 
 
@@ -398,6 +407,7 @@ def with_overrides(
     listen: list[str] | None = None,
     data_dir: str | None = None,
     log_level: str | None = None,
+    api_listen: str | None = None,
 ) -> Profile:
     """Apply command-line overrides (they win over the profile) and validate again."""
     sip = profile.sip
@@ -408,6 +418,7 @@ def with_overrides(
         sip=sip,
         data_dir=data_dir if data_dir is not None else profile.data_dir,
         log_level=log_level if log_level is not None else profile.log_level,
+        api=dataclasses.replace(profile.api, listen=api_listen) if api_listen else profile.api,
     )
     _validate(result)
     return result

@@ -8,12 +8,17 @@ in progress are ended with BYE, and once none is left (or ``drain_timeout`` pass
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from mediagw.admission import Admission
+from mediagw.api.events import EventBus
+from mediagw.recording.service import RecordingService
+from mediagw.store.models import AuditEntry
 from mediagw.router.service import RouterService
 from mediagw.store.contacts import ContactStore
 from mediagw.store.db import Database
@@ -65,6 +70,10 @@ class Gateway:
         self.bound: list[ListenAddress] = []
         self.stopping = asyncio.Event()
         self.database: Database | None = None
+        self.events = EventBus()
+        self.api: Any = None
+        self.recordings: RecordingService | None = None
+        self._audit_tasks: set[asyncio.Task[None]] = set()
         self.contacts: ContactStore | None = None
         self.router: RouterService | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -73,6 +82,7 @@ class Gateway:
         """Bind the listen addresses and start serving."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database = Database(self.profile.store_url(self.data_dir))
+        await self.database.create_all()
         self.contacts = ContactStore(self.database)
         await self.contacts.start()
         self.router = RouterService(self.profile, contacts=self.contacts, on_event=self.calls.on_router_event)
@@ -84,7 +94,16 @@ class Gateway:
         )
         self.transport.after_pump = self.drain_registrar
         self.bound = await self.transport.start(self.profile.sip.listen_addresses)
+        self.recordings = RecordingService(
+            self.profile.recording, self.data_dir, self.database, self.calls.media.engine, node=self.profile.name
+        )
+        recovered = await self.recordings.start()
+        if recovered:
+            logger.warning("recovered %d interrupted recording(s) after a crash: %s", len(recovered), ", ".join(recovered))
+        self.calls.media.tick_hooks.append(self.recordings.on_tick)
+        self.calls.recording = self.recordings
         await self.calls.start(self.router)
+        await self._start_api()
         self._housekeeping = asyncio.get_running_loop().create_task(self._expire_bindings())
         logger.info(
             "gateway ready: profile %r on %s, data in %s",
@@ -99,6 +118,36 @@ class Gateway:
         """Flush what the SIP core queued after a command."""
         if self.transport is not None:
             self.transport.pump()
+
+    async def _start_api(self) -> None:
+        from mediagw.api.app import create_app
+        from mediagw.api.server import ApiServer
+        from mediagw.control import GatewayControlPlane
+
+        app = create_app(GatewayControlPlane(self), self.profile.api.tokens, bus=self.events)
+        self.api = ApiServer.from_address(app, self.profile.api.listen)
+        await self.api.start()
+        logger.info("control API on %s", self.api.url)
+
+    def audit(self, actor: str, action: str, subject_id: str, detail: dict[str, Any]) -> None:
+        """Append to the audit log in the store (off the caller's path) and publish the event."""
+        self.events.publish({"type": action, "actor": actor, "subject": subject_id, **detail})
+        if self.database is None:
+            return
+        entry = AuditEntry(at=time.time(), actor=actor[:64], action=action[:64], subject_type="call",
+                           subject_id=subject_id[:128], reason=None, detail=json.dumps(detail, sort_keys=True))
+
+        async def write() -> None:
+            assert self.database is not None
+            try:
+                async with self.database.session() as session:
+                    session.add(entry)
+            except Exception:  # noqa: BLE001 - an audit write failing must not break a call
+                logger.exception("audit entry %s on %s could not be written", action, subject_id)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._audit_tasks.add(task)
+        task.add_done_callback(self._audit_tasks.discard)
 
     def drain_registrar(self) -> None:
         """Registrations are logins: an agent with a binding is available to the router, without one offline."""
@@ -146,7 +195,13 @@ class Gateway:
         """Release every socket, stop the call machinery, and flush the store."""
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self.api is not None:
+            await self.api.stop()
         await self.calls.close()
+        if self.recordings is not None:
+            await self.recordings.close()
+        if self._audit_tasks:
+            await asyncio.gather(*self._audit_tasks, return_exceptions=True)
         if self.transport is not None:
             await self.transport.close()
         if self.router is not None:

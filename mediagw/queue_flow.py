@@ -389,7 +389,7 @@ class QueueFlow:
 
     def on_leg_ended(self, queued: QueuedCall, leg: Leg, reason: str) -> None:
         """A caller or agent leg ended: end the contact with the right reason."""
-        if queued.state == "ended":
+        if queued.state == "ended" or leg.role not in ("caller", "agent"):
             return
         if leg.role == "agent" and leg is not queued.agent_leg:
             return

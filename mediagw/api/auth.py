@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Literal, get_args
 
-from mediagw.config import DEMO_CREDENTIALS
+from mediagw.demo import DEMO_CREDENTIALS
 from mediagw.errors import ConfigError
 
 Role = Literal["admin", "supervisor", "agent"]

@@ -68,6 +68,8 @@ class MediaService:
         self._legs_by_slot: dict[int, MediaLeg] = {}
         self._player_owner: dict[int, MediaLeg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.tick_hooks: list[Callable[[float], None]] = []
+        """Run after every engine tick, before its events are handled (the recording hub hand-off)."""
 
     async def start(self) -> None:
         """Start the media clock."""
@@ -199,6 +201,8 @@ class MediaService:
     # -- engine events --------------------------------------------------------------------------------
 
     def _drain_events(self, now: float) -> None:
+        for hook in self.tick_hooks:
+            hook(now)
         for event in self.engine.events():
             if isinstance(event, PlayerFinished):
                 owner = self._player_owner.get(event.slot)

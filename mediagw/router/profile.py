@@ -220,6 +220,10 @@ class QueueConfig:
     """The deflection outside the hours."""
     recording: bool = False
     """Record the calls this queue connects."""
+    recording_format: Literal["", "wav", "wav-mono", "opus"] = ""
+    """File format of this queue's recordings; empty: [recording].format."""
+    recording_targets: tuple[str, ...] = ()
+    """[recording] target names to export to; empty: every configured target."""
 
     @property
     def display_name(self) -> str:

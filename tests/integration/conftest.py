@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import socket
+
 import pytest
 
 from tests.integration.harness import GatewayProcess, PjsuaPeer, free_port, free_rtp_range, write_profile
@@ -20,10 +22,12 @@ class GatewayFactory:
         workdir = self.tmp_path / f"gw{len(self.gateways)}"
         workdir.mkdir()
         sip_port = free_port()
+        api_port = free_port(socket.SOCK_STREAM, both=False)
         profile = write_profile(
-            workdir / "profile.toml", sip_port=sip_port, rtp_range=free_rtp_range(), **profile_kwargs  # type: ignore[arg-type]
+            workdir / "profile.toml", sip_port=sip_port, rtp_range=free_rtp_range(), api_port=api_port,
+            **profile_kwargs,  # type: ignore[arg-type]
         )
-        gateway = GatewayProcess(workdir, profile, sip_port)
+        gateway = GatewayProcess(workdir, profile, sip_port, api_port)
         self.gateways.append(gateway)
         return gateway
 

@@ -196,7 +196,7 @@ DEFAULT_PROFILE = Path(__file__).resolve().parents[2] / "sip_profiles" / "defaul
 
 def write_profile(path: Path, *, sip_port: int, rtp_range: tuple[int, int], extra: str = "",
                   trunk_sources: tuple[str, ...] = ("127.0.0.0/8",), numbers: str | None = None,
-                  overrides: dict[str, object] | None = None) -> Path:
+                  overrides: dict[str, object] | None = None, api_port: int = 0) -> Path:
     """The shipped default profile on free ports, with test passwords and the given changes.
 
     Tests run against the demo center users get (its numbers, queue and agents); ``overrides`` replaces
@@ -219,6 +219,8 @@ def write_profile(path: Path, *, sip_port: int, rtp_range: tuple[int, int], extr
         assert pattern.search(text), f"the default profile has no {key!r} line"
         text = pattern.sub(f"{key} = {json.dumps(value)}", text, count=1)
     text = text.replace('"demo-', '"secret-')
+    assert 'listen = "127.0.0.1:8080"' in text, "the default profile's API address moved"
+    text = text.replace('listen = "127.0.0.1:8080"', f'listen = "127.0.0.1:{api_port}"')
     if numbers is not None:
         text = text[: text.index("[[numbers]]")] + numbers
     path.write_text(text + "\n" + extra)
@@ -228,9 +230,11 @@ def write_profile(path: Path, *, sip_port: int, rtp_range: tuple[int, int], extr
 class GatewayProcess:
     """``mediagw run`` in its own process on a test profile."""
 
-    def __init__(self, workdir: Path, profile: Path, sip_port: int) -> None:
+    def __init__(self, workdir: Path, profile: Path, sip_port: int, api_port: int = 0) -> None:
         self.workdir = workdir
         self.sip_port = sip_port
+        self.api_port = api_port
+        self.api_url = f"http://127.0.0.1:{api_port}"
         self.log_path = workdir / "gateway.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

@@ -24,9 +24,9 @@ FLAG_HEADERS = {"X-Verified-Customer": " YES ", "X-Bad-Actor": "0", "X-Repeat-Cu
 NO_ANNOUNCEMENTS = {"announcement_interval": 0.0}
 
 
-def register(agent: PjsuaPeer, gateway: GatewayProcess, user: str) -> None:
+def register(agent: PjsuaPeer, gateway: GatewayProcess, user: str, password: str = "") -> None:
     agent.send(cmd="register", registrar=f"sip:127.0.0.1:{gateway.sip_port}", user=user,
-               password=f"secret-{user}")
+               password=password or f"secret-{user}")
     agent.wait_for("reg_state", lambda e: e["code"] == 200)
 
 

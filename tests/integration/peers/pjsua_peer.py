@@ -24,6 +24,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import wave
 
 import pjsua2 as pj
@@ -35,7 +36,7 @@ sys.stdout = sys.stderr
 
 
 def emit(event: str, **fields: object) -> None:
-    EVENTS_OUT.write(json.dumps({"event": event, **fields}) + "\n")
+    EVENTS_OUT.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
     EVENTS_OUT.flush()
 
 
