@@ -1,4 +1,4 @@
-"""The ``mediagw`` command: ``run`` the gateway, ``check`` a profile."""
+"""The ``mediagw`` command: ``run`` the gateway, ``check`` a profile, manage ``recordings``."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from mediagw.config import load_profile, parse_listen_address, with_overrides
 from mediagw.errors import ConfigError
+from mediagw.recording import cli as recordings_cli
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a profile and report the first error")
     check.add_argument("profile", help="TOML profile to validate")
+    recordings_cli.add_parser(commands)
     return parser
 
 
@@ -59,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return _check(args.profile)
+    if args.command == "recordings":
+        return recordings_cli.run(args)
     return _run(args)
 
 

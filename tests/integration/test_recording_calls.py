@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import av
+import httpx
 import numpy as np
 import pytest
 
@@ -26,6 +29,8 @@ chunk_size = {44 + CHUNK_FRAMES * FRAME_BYTES}
 exporter_interval = 0.5
 """
 CALLER, AGENT = 440.0, 660.0
+ADMIN = {"Authorization": "Bearer secret-admin-token"}
+SUPERVISOR = {"Authorization": "Bearer secret-supervisor-token"}
 
 
 def decode(path: Path) -> np.ndarray:
@@ -127,3 +132,39 @@ def test_kill_9_during_a_recording_then_restart_recovers_and_exports(
     left = np.concatenate([decode(folder / c["file_name"]) for c in manifest["chunks"]])[:, 0]
     assert has_tone(left, CALLER)
     assert restarted.stop() == 0
+
+
+def test_recordings_listed_and_served_by_the_api_and_cli(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    # the only export target never answers: the chunks stay local, listed as pending, and are served
+    unreachable = SMALL_CHUNKS + '\n[[recording.targets]]\nname = "crm"\nkind = "http"\nurl = "http://127.0.0.1:9/"\n'
+    gateway = start_gateway(overrides={"announcement_interval": 0.0, "countdown": False}, extra=unreachable)
+    caller, agent = bridged_call(gateway, peers)
+    time.sleep(1.5)
+    api = httpx.Client(base_url=gateway.api_url, timeout=5)
+    (call,) = api.get("/api/v1/calls", headers=ADMIN).json()
+    assert call["recording"] == "recording"
+    caller.send(cmd="hangup", call=0)
+    caller.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)
+    deadline = time.monotonic() + 10
+    while True:
+        listed = api.get(f"/api/v1/contacts/{call['id']}/recordings", headers=ADMIN)
+        assert listed.status_code == 200, listed.text
+        if listed.json() and listed.json()[0]["chunks"]:
+            break
+        assert time.monotonic() < deadline, listed.text
+        time.sleep(0.2)
+    (recording,) = listed.json()
+    assert recording["contact_id"] == call["id"] and recording["export_state"] != "exported"
+    first = recording["chunks"][0]
+    assert first["local"] is True
+    chunk = api.get(f"/api/v1/recordings/{recording['id']}/chunks/0", headers=ADMIN)
+    assert chunk.status_code == 200 and chunk.content[:4] == b"RIFF" and len(chunk.content) == first["size"]
+    assert api.get(f"/api/v1/recordings/{recording['id']}/chunks/0", headers=SUPERVISOR).status_code == 403
+    assert gateway.stop() == 0
+    listing = subprocess.run(
+        [sys.executable, "-m", "mediagw", "recordings", "--profile", str(gateway.workdir / "profile.toml"), "list"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert listing.returncode == 0 and recording["id"] in listing.stdout, listing.stdout + listing.stderr
