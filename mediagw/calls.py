@@ -399,6 +399,9 @@ class CallManager:
         if self.recording is not None and call.recording_id is not None \
                 and self.recording.state(call.recording_id) is not None:
             self.recording.stop_recording(call.recording_id)
+            self.gateway.events.publish({"type": "recording.stopped", "recording_id": call.recording_id,
+                                         "call": self.api_id(call), "number": call.number})
+            logger.info("call %s: recording %s stopped", call.id, call.recording_id)
 
     def recording_state(self, call: Call) -> str:
         """off, recording, paused or stopped: for the API."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from mediagw.errors import MediagwError, SdpError
 from mediagw.media.ports import RtpPortsExhausted
-from mediagw.media.prompts import Voice, hold_music, silence
+from mediagw.media.prompts import Voice, beep, hold_music, silence
 from mediagw.router.core import (
     AgentReserved,
     AgentRingTimedOut,
@@ -163,11 +163,50 @@ class QueueFlow:
             self.manager.release(call, "after-hours")
             return
         self.endpoint.answer(leg.handle, sdp, now=now)
+        if kind == "voicemail" and self.manager.recording is not None:
+            queued.state = "message"
+            self._spawn(queued, self._voicemail(queued, leg, action))
+            return
         if kind != "message":
-            logger.warning("call %s: after-hours %s is not available on this gateway yet; playing the message",
+            logger.warning("call %s: after-hours %s is not available on this gateway; playing the message",
                            call.id, kind)
         self._play_then_hang_up(queued, leg, getattr(action, "message_text", ""),
                                 getattr(action, "message_file", ""), "after-hours")
+
+    async def _voicemail(self, queued: QueuedCall, leg: Leg, action: Any) -> None:
+        """Prompt and beep, then record the caller (at most ``voicemail_max_seconds``) as a voicemail."""
+        call = queued.call
+        try:
+            prompt = await self.media.render(text=action.voicemail_prompt_text,
+                                             file=action.voicemail_prompt_file or None)
+        except MediagwError as exc:
+            logger.error("call %s: voicemail prompt cannot be played: %s", call.id, exc)
+            prompt = silence(0.2)
+        if queued.state == "ended" or leg.media.closed:
+            return
+        pcm = np.concatenate([prompt, silence(0.2), beep()])
+        self.media.play_pcm(leg.media, pcm, on_finished=lambda: self._record_voicemail(queued, leg, action))
+
+    def _record_voicemail(self, queued: QueuedCall, leg: Leg, action: Any) -> None:
+        call = queued.call
+        recording = self.manager.recording
+        if queued.state == "ended" or leg.media.closed or recording is None or leg.media.slot is None:
+            return
+        self.media.set_listen(leg.media, [])
+        from mediagw.recording.service import new_recording_id
+
+        call.recording_id = new_recording_id()
+        recording.start_recording(call.recording_id, queued.contact_id, queued.queue_id, leg.media.slot, None,
+                                  kind="voicemail", format="wav-mono")
+        logger.info("call %s: voicemail %s for queue %s (at most %d s)", call.id, call.recording_id,
+                    queued.queue_id, action.voicemail_max_seconds)
+        self.manager.gateway.events.publish({
+            "type": "voicemail.started", "recording_id": call.recording_id, "queue": queued.queue_id,
+            "contact_id": queued.contact_id,
+        })
+        loop = asyncio.get_running_loop()
+        queued.announcement = loop.call_later(action.voicemail_max_seconds,
+                                              lambda: self.manager.hangup(call, "after-hours"))
 
     def _play_then_hang_up(self, queued: QueuedCall, leg: Leg, text: str, file: str, reason: str) -> None:
         queued.state = "message"

@@ -6,6 +6,7 @@ agents 660 Hz. Who hears what is decided by FFT over their recordings.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -174,3 +175,53 @@ queue = "closed"
     assert gateway.stop() == 0
     (row,) = contact_rows(gateway)
     assert row["disconnect_reason"] == "after-hours" and row["queue_id"] == "closed"
+
+
+def test_after_hours_voicemail_is_recorded_for_the_queue(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    holidays = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
+    extra = f"""
+[[queues]]
+id = "nightdesk"
+name = "Night Desk"
+
+[queues.hours]
+timezone = "UTC"
+always_open = false
+holidays = [{holidays}]
+monday = ["09:00-17:00"]
+
+[queues.after_hours]
+action = "voicemail"
+voicemail_prompt_text = "Please leave a message after the tone."
+voicemail_max_seconds = 3
+
+[[numbers]]
+number = "2200"
+action = "queue"
+queue = "nightdesk"
+"""
+    gateway = start_gateway(extra=extra)
+    caller = peers("caller", tone=440.0)
+    caller.send(cmd="call", uri=f"sip:2200@127.0.0.1:{gateway.sip_port}")
+    wait_for_log(gateway, "voicemail rec-", timeout=20)
+    caller.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=20)  # the gateway ends it
+    exports = gateway.workdir / "data" / "exports"
+    deadline = time.monotonic() + 15
+    manifest = None
+    while time.monotonic() < deadline and manifest is None:
+        for path in exports.glob("*/manifest.json"):
+            data = json.loads(path.read_text())
+            if data["state"] == "complete" and data["chunks"]:
+                manifest, folder = data, path.parent
+        time.sleep(0.2)
+    assert manifest is not None, gateway.read_log()[-3000:]
+    assert manifest["kind"] == "voicemail" and manifest["queue"] == "nightdesk"
+    assert 2.0 <= manifest["duration"] <= 4.0
+    pcm, rate = read_wav(folder / manifest["chunks"][0]["file_name"])
+    assert has_tone(pcm, 440.0, rate), "the caller's voice (440 Hz) is not in the voicemail"
+    assert gateway.stop() == 0
+    (row,) = contact_rows(gateway)
+    assert row["disconnect_reason"] == "after-hours" and row["queue_id"] == "nightdesk"
