@@ -225,3 +225,56 @@ queue = "nightdesk"
     assert gateway.stop() == 0
     (row,) = contact_rows(gateway)
     assert row["disconnect_reason"] == "after-hours" and row["queue_id"] == "nightdesk"
+
+
+def test_full_queue_rejects_with_its_status_and_closed_queue_redirects(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    holidays = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
+    extra = f"""
+[[queues]]
+id = "tiny"
+name = "Tiny"
+max_size = 1
+overflow = "reject"
+overflow_status = 486
+
+[[queues]]
+id = "moved"
+name = "Moved"
+
+[queues.hours]
+timezone = "UTC"
+always_open = false
+holidays = [{holidays}]
+monday = ["09:00-17:00"]
+
+[queues.after_hours]
+action = "transfer"
+transfer_mode = "redirect"
+transfer_target = "sip:+15550199@carrier.example.com"
+
+[[numbers]]
+number = "2300"
+action = "queue"
+queue = "tiny"
+
+[[numbers]]
+number = "2400"
+action = "queue"
+queue = "moved"
+"""
+    gateway = start_gateway(extra=extra)
+    caller = peers("caller", log_level=5)
+    caller.send(cmd="call", uri=f"sip:2300@127.0.0.1:{gateway.sip_port}")  # waits: no agent is logged in
+    caller.wait_for("call_state", lambda e: e["call"] == 0 and e["state"] == "CONFIRMED", timeout=10)
+    caller.send(cmd="call", uri=f"sip:2300@127.0.0.1:{gateway.sip_port}")  # the queue (size 1) is full
+    caller.wait_for("call_state", lambda e: e["call"] == 1 and e["state"] == "DISCONNECTED", timeout=10)
+    caller.wait_for_log("Response msg 486/INVITE")
+    caller.send(cmd="call", uri=f"sip:2400@127.0.0.1:{gateway.sip_port}")
+    caller.wait_for_log("Response msg 302/INVITE")
+    caller.wait_for_log("Contact: <sip:+15550199@carrier.example.com>")
+    assert gateway.stop() == 0
+    reasons = sorted((row["queue_id"], row["disconnect_reason"]) for row in contact_rows(gateway))
+    assert reasons == [("moved", "after-hours"), ("tiny", "overflow"), ("tiny", "shutdown")]

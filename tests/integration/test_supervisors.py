@@ -160,3 +160,50 @@ def test_listen_coach_barge_matrix_and_end_call(
     assert reason == "ended-by-supervisor"
     assert actions.count("monitor.start") == 2 and actions.count("monitor.change") == 3
     assert "call.end" in actions
+
+
+def test_supervisor_feature_code_coaches_the_agents_call(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    gateway = start_gateway(overrides={"announcement_interval": 0.0, "countdown": False})
+    agent = peers("agent1", tone=AGENT, auto_answer=200, answer_delay=0.3)
+    supervisor = peers("supervisor1", tone=SUP1)
+    register(agent, gateway, "agent1")
+    register(supervisor, gateway, "supervisor1", "secret-supervisor")
+    wait_for_log(gateway, "agent agent1 registered: available")
+    caller = peers("caller", tone=CALLER)
+    caller.send(cmd="call", uri=f"sip:2000@127.0.0.1:{gateway.sip_port}")
+    wait_for_log(gateway, "caller and agent agent1 bridged", timeout=25)
+    supervisor.send(cmd="call", uri=f"sip:*2agent1@127.0.0.1:{gateway.sip_port}")  # *2 = coach
+    supervisor.wait_for("media_active", timeout=10)
+    wait_for_log(gateway, "joined by feature code in coach mode")
+    time.sleep(0.5)
+    begin = time.time()
+    time.sleep(PHASE)
+    window = (begin + 0.5, begin + PHASE - 0.5)
+    supervisor.send(cmd="hangup", call=0)  # the supervisor leaves; the call goes on
+    supervisor.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)
+    time.sleep(0.5)
+    api = httpx.Client(base_url=gateway.api_url, timeout=5)
+    (call,) = api.get("/api/v1/calls", headers=ADMIN).json()
+    assert call["state"] == "connected" and call["monitors"] == []
+    caller.send(cmd="hangup", call=0)
+    heard_agent = Recording(agent).between(*window)
+    heard_caller = Recording(caller).between(*window)
+    heard_supervisor = Recording(supervisor).between(*window)
+    assert hears(heard_agent, SUP1) and silent_on(heard_caller, SUP1)
+    assert hears(heard_supervisor, CALLER) and hears(heard_supervisor, AGENT)
+    methods = [e["method"] for e in agent.events.events if e["event"] == "in_dialog_request"]
+    assert set(methods) <= {"BYE"}, methods
+
+
+def test_feature_code_needs_a_supervisor_with_the_permission(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    gateway = start_gateway()
+    agent = peers("agent2", log_level=5)
+    register(agent, gateway, "agent2")
+    agent.send(cmd="call", uri=f"sip:*3agent1@127.0.0.1:{gateway.sip_port}")  # an agent tries to barge
+    agent.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)
+    agent.wait_for_log("Response msg 403/INVITE")
+    wait_for_log(gateway, "feature code barge for agent1 refused to agent2")
