@@ -181,7 +181,7 @@ class CallManager:
         request = event.request
         now = self.now()
         user = request.uri.user or ""
-        feature = self.supervision.feature_code(user, event.registered_user)
+        feature = self.supervision.feature_code(user)
         if feature is not None:
             self._feature_code(event, *feature)
             return

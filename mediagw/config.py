@@ -144,6 +144,14 @@ class TrunkConfig:
     password: str = ""
     attributes: tuple[AttributeConfig, ...] = ()
     """Reserved attributes (verified_customer, bad_actor, repeat_customer) read from this trunk's INVITEs."""
+    outbound: str = ""
+    """Where calls the gateway places through this trunk go (after-hours dial-out): ``udp:HOST:PORT`` or
+    ``tcp:HOST:PORT``; empty for an inbound-only trunk."""
+
+    @property
+    def outbound_address(self) -> ListenAddress | None:
+        """The parsed ``outbound`` address, if set."""
+        return parse_listen_address(self.outbound) if self.outbound else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +334,11 @@ def _validate(profile: Profile) -> None:
                 ) from None
         if bool(trunk.username) != bool(trunk.password):
             raise ConfigError(file, f"trunks[{index}]", "username and password go together")
+        if trunk.outbound:
+            try:
+                parse_listen_address(trunk.outbound)
+            except ValueError as exc:
+                raise ConfigError(file, f"trunks[{index}].outbound", str(exc)) from None
     _check_unique(file, "agents", [agent.id for agent in profile.agents])
     _check_unique(file, "numbers", [number.number for number in profile.numbers])
     _check_unique(file, "trunks", [trunk.name for trunk in profile.trunks])
@@ -336,6 +349,12 @@ def _validate(profile: Profile) -> None:
         if number.action == "reject" and not 400 <= number.reject_status <= 699:
             raise ConfigError(file, f"numbers[{index}].reject_status", "must be a SIP status 400-699")
     validate_contact_center(profile, file)
+    trunks = {trunk.name: trunk for trunk in profile.trunks}
+    for index, queue in enumerate(profile.queues):
+        after = queue.after_hours
+        if after.action == "transfer" and after.transfer_mode == "dial" and not trunks[after.transfer_trunk].outbound:
+            raise ConfigError(file, f"queues[{index}].after_hours.transfer_trunk",
+                              f"trunk {after.transfer_trunk!r} has no outbound address to dial out through")
     validate_api_config(profile.api, file)
     validate_recording(profile.recording, file)
     for index, queue in enumerate(profile.queues):

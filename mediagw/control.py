@@ -21,7 +21,6 @@ from mediagw.api.control import (
     RecordingState,
     RecordingView,
 )
-from mediagw.router.core import RouterError
 from mediagw.store.contacts import DisconnectReason
 
 if TYPE_CHECKING:
@@ -192,5 +191,3 @@ def _agent_view(status) -> AgentView:  # type: ignore[no-untyped-def]
     return AgentView(id=status.agent_id, name=status.name or status.agent_id, state=status.state.value,
                      state_since=status.state_since or 0.0, current_call=status.contact_id)
 
-
-__all__ = ["GatewayControlPlane", "RouterError"]

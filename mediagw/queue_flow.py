@@ -73,6 +73,8 @@ class QueuedCall:
     hold_slot: int | None = None
     announcement: asyncio.TimerHandle | None = None
     overflow: ContactOverflowed | None = None
+    transfer: Any = None
+    """The after-hours deflection being dialled out, if any."""
     cancelled_agents: set[int] = field(default_factory=set)
     """Agent legs we CANCELled on ring timeout: their failure is not a decline."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -163,6 +165,11 @@ class QueueFlow:
             self.manager.release(call, "after-hours")
             return
         self.endpoint.answer(leg.handle, sdp, now=now)
+        if kind == "transfer":  # transfer_mode "dial": out through the trunk, then bridged
+            queued.state = "transferring"
+            self._start_hold(queued)
+            self._dial_out(queued, action)
+            return
         if kind == "voicemail" and self.manager.recording is not None:
             queued.state = "message"
             self._spawn(queued, self._voicemail(queued, leg, action))
@@ -208,6 +215,43 @@ class QueueFlow:
         queued.announcement = loop.call_later(action.voicemail_max_seconds,
                                               lambda: self.manager.hangup(call, "after-hours"))
 
+    def _dial_out(self, queued: QueuedCall, action: Any) -> None:
+        """Dial ``transfer_target`` through ``transfer_trunk`` from the gateway's own leg (B2BUA)."""
+        call = queued.call
+        trunk = next(t for t in self.profile.trunks if t.name == action.transfer_trunk)
+        address = trunk.outbound_address
+        assert address is not None  # the profile check guarantees it
+        try:
+            media = self.media.open_leg(nat=self.profile.rtp.nat_latch)
+        except (OSError, RtpPortsExhausted) as exc:
+            logger.error("call %s: no RTP port to dial out: %s", call.id, exc)
+            self._transfer_failed(queued, action)
+            return
+        from mediagw.calls import LOCAL_CODECS, Leg
+
+        leg = Leg(-1, "external", media)
+        leg.local_sdp = create_offer(
+            local_address=self.profile.rtp.address, local_port=media.port, codecs=LOCAL_CODECS,
+            session_id=leg.session_id, session_version=leg.session_version,
+        )
+        handle = self.endpoint.invite(
+            action.transfer_target, (address.host, address.port), address.transport,
+            from_uri=call.caller_identity, to_uri=f"<{action.transfer_target}>", sdp=leg.local_sdp.serialize(),
+            now=self.now(),
+        )
+        leg.handle = handle
+        media.owner = handle
+        self.manager.add_leg(call, leg)
+        queued.agent_leg = leg
+        queued.transfer = action
+        logger.info("call %s: dialling %s through trunk %s", call.id, action.transfer_target, trunk.name)
+        self.manager.gateway.pump()
+
+    def _transfer_failed(self, queued: QueuedCall, action: Any) -> None:
+        queued.agent_leg = None
+        self._stop_hold(queued)
+        self._play_then_hang_up(queued, queued.call.caller, action.message_text, action.message_file, "after-hours")
+
     def _play_then_hang_up(self, queued: QueuedCall, leg: Leg, text: str, file: str, reason: str) -> None:
         queued.state = "message"
         text = text or "We cannot take your call right now. Please call again later. Goodbye."
@@ -226,7 +270,7 @@ class QueueFlow:
     # -- waiting: hold music and announcements ----------------------------------------------------------
 
     def _start_hold(self, queued: QueuedCall) -> None:
-        if queued.state not in ("waiting", "ringing", "whisper"):
+        if queued.state not in ("waiting", "ringing", "whisper", "transferring"):
             return
         queue = self.router.queue_config(queued.queue_id)
         caller = queued.call.caller
@@ -243,7 +287,7 @@ class QueueFlow:
         except MediagwError as exc:
             logger.error("hold music %s cannot be played (%s); using the generated loop", path, exc)
             pcm = self._hold_music
-        if queued.state in ("waiting", "ringing", "whisper"):
+        if queued.state in ("waiting", "ringing", "whisper", "transferring"):
             queued.hold_slot = self.media.play_pcm(queued.call.caller.media, pcm, loop=True)
 
     def _schedule_announcement(self, queued: QueuedCall, delay: float) -> None:
@@ -266,10 +310,7 @@ class QueueFlow:
                 self.media.set_listen(caller.media, [(queued.hold_slot, 1.0)])
                 self._schedule_announcement(queued, queue.announcement_interval)
 
-        slot = self.media.engine.add_player(pcm, False)
-        caller.media.players[slot] = back_to_hold
-        self.media._player_owner[slot] = caller.media
-        self.media.set_listen(caller.media, [(slot, 1.0)])
+        self.media.play_pcm(caller.media, pcm, on_finished=back_to_hold)
 
     def _stop_hold(self, queued: QueuedCall) -> None:
         if queued.announcement is not None:
@@ -343,8 +384,11 @@ class QueueFlow:
     # -- agent leg events -------------------------------------------------------------------------------
 
     def on_agent_event(self, queued: QueuedCall, leg: Leg, event: Any) -> None:
-        """SIP events of an agent leg."""
+        """SIP events of an agent leg (or of the dial-out leg of an after-hours transfer)."""
         if isinstance(event, OutgoingCallProgressed):
+            return
+        if leg.role == "external":
+            self._external_event(queued, leg, event)
             return
         if isinstance(event, OutgoingCallAnswered):
             self._agent_answered(queued, leg, event)
@@ -360,6 +404,31 @@ class QueueFlow:
             logger.info("call %s: agent %s answered %s (%s)", queued.call.id, agent_id, event.status,
                         "busy" if busy else "declined")
             self.router.agent_declined(queued.contact_id, agent_id, busy=busy)
+
+    def _external_event(self, queued: QueuedCall, leg: Leg, event: Any) -> None:
+        call = queued.call
+        if isinstance(event, OutgoingCallFailed):
+            self.manager.forget_leg(call, leg)
+            if queued.state == "transferring":
+                logger.info("call %s: dial-out answered %s; playing the after-hours message", call.id, event.status)
+                self._transfer_failed(queued, queued.transfer)
+            return
+        if not isinstance(event, OutgoingCallAnswered) or queued.state != "transferring":
+            return
+        try:
+            assert leg.local_sdp is not None
+            negotiated = process_answer(leg.local_sdp, SessionDescription.parse(event.response.body))
+        except SdpError as exc:
+            logger.warning("call %s: the dialled party's SDP answer refused (%s)", call.id, exc)
+            self.endpoint.hangup(leg.handle, now=self.now())
+            return
+        leg.negotiated = negotiated
+        self.media.connect(leg.media, negotiated)
+        self._stop_hold(queued)
+        self.media.set_listen(call.caller.media, [(leg.media, 1.0)])
+        self.media.set_listen(leg.media, [(call.caller.media, 1.0)])
+        queued.state = "transferred"
+        logger.info("call %s: transferred to %s", call.id, queued.transfer.transfer_target)
 
     def _agent_answered(self, queued: QueuedCall, leg: Leg, event: OutgoingCallAnswered) -> None:
         call = queued.call
@@ -428,9 +497,9 @@ class QueueFlow:
 
     def on_leg_ended(self, queued: QueuedCall, leg: Leg, reason: str) -> None:
         """A caller or agent leg ended: end the contact with the right reason."""
-        if queued.state == "ended" or leg.role not in ("caller", "agent"):
+        if queued.state == "ended" or leg.role not in ("caller", "agent", "external"):
             return
-        if leg.role == "agent" and leg is not queued.agent_leg:
+        if leg.role in ("agent", "external") and leg is not queued.agent_leg:
             return
         if leg.role == "caller":
             mapped = {

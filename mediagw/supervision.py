@@ -141,7 +141,7 @@ class Supervision:
         self.manager.gateway.pump()
         self.apply(call)
 
-    def feature_code(self, user: str, supervisor_id: str | None) -> tuple[str, str] | None:
+    def feature_code(self, user: str) -> tuple[str, str] | None:
         """``(mode, agent id)`` when ``user`` is a feature code (``*1agent1``), else None."""
         for prefix, mode in FEATURE_CODES.items():
             if user.startswith(prefix) and len(user) > len(prefix):

@@ -26,7 +26,7 @@ from mediagw.errors import RemoteError
 from mediagw.media.clock import MediaClock
 from mediagw.media.dtmf import parse_dtmf_relay
 from mediagw.media.engine import DtmfReceived, MediaEngine, PlayerFinished, RtpTimedOut
-from mediagw.media.ports import PortAllocator, RtpPortPair, RtpPortsExhausted
+from mediagw.media.ports import PortAllocator, RtpPortPair
 from mediagw.media.prompts import PromptError, PromptLibrary, Voice
 from mediagw.sdp import NegotiatedAudio
 from mediagw.sip.message import SipRequest

@@ -50,6 +50,31 @@ def first_window(pcm: np.ndarray, rate: int, test: Callable[[np.ndarray], bool])
     return None
 
 
+def closed_queue(queue_id: str, number: str, after_hours: str) -> str:
+    """Profile text for a queue closed today (a holiday, yesterday to tomorrow) and the number reaching it."""
+    today = dt.datetime.now(dt.UTC).date()
+    holidays = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
+    return f"""
+[[queues]]
+id = "{queue_id}"
+name = "{queue_id.title()}"
+
+[queues.hours]
+timezone = "UTC"
+always_open = false
+holidays = [{holidays}]
+monday = ["09:00-17:00"]
+
+[queues.after_hours]
+{after_hours}
+
+[[numbers]]
+number = "{number}"
+action = "queue"
+queue = "{queue_id}"
+"""
+
+
 def contact_rows(gateway: GatewayProcess) -> list[sqlite3.Row]:
     connection = sqlite3.connect(gateway.workdir / "data" / "mediagw.db")
     connection.row_factory = sqlite3.Row
@@ -140,30 +165,8 @@ def test_unanswered_agent_goes_rona_and_the_call_reaches_the_next(
 def test_after_hours_call_gets_the_message_and_a_bye(
     start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
 ) -> None:
-    today = dt.datetime.now(dt.UTC).date()
-    holidays = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
-    every_day = "\n".join(f'{day} = ["00:00-23:59"]' for day in
-                          ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
-    extra = f"""
-[[queues]]
-id = "closed"
-name = "Closed Desk"
-
-[queues.hours]
-timezone = "UTC"
-always_open = false
-holidays = [{holidays}]
-{every_day}
-
-[queues.after_hours]
-action = "message"
-message_text = "We are closed today. Please call again tomorrow. Goodbye."
-
-[[numbers]]
-number = "2100"
-action = "queue"
-queue = "closed"
-"""
+    extra = closed_queue("closed", "2100", 'action = "message"\n'
+                         'message_text = "We are closed today. Please call again tomorrow. Goodbye."')
     gateway = start_gateway(extra=extra)
     caller = peers("caller", record=True)
     caller.send(cmd="call", uri=f"sip:2100@127.0.0.1:{gateway.sip_port}")
@@ -180,29 +183,9 @@ queue = "closed"
 def test_after_hours_voicemail_is_recorded_for_the_queue(
     start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
 ) -> None:
-    today = dt.datetime.now(dt.UTC).date()
-    holidays = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
-    extra = f"""
-[[queues]]
-id = "nightdesk"
-name = "Night Desk"
-
-[queues.hours]
-timezone = "UTC"
-always_open = false
-holidays = [{holidays}]
-monday = ["09:00-17:00"]
-
-[queues.after_hours]
-action = "voicemail"
-voicemail_prompt_text = "Please leave a message after the tone."
-voicemail_max_seconds = 3
-
-[[numbers]]
-number = "2200"
-action = "queue"
-queue = "nightdesk"
-"""
+    extra = closed_queue("nightdesk", "2200", 'action = "voicemail"\n'
+                         'voicemail_prompt_text = "Please leave a message after the tone."\n'
+                         "voicemail_max_seconds = 3")
     gateway = start_gateway(extra=extra)
     caller = peers("caller", tone=440.0)
     caller.send(cmd="call", uri=f"sip:2200@127.0.0.1:{gateway.sip_port}")
@@ -230,9 +213,7 @@ queue = "nightdesk"
 def test_full_queue_rejects_with_its_status_and_closed_queue_redirects(
     start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
 ) -> None:
-    today = dt.datetime.now(dt.UTC).date()
-    holidays = ", ".join(f'"{today + dt.timedelta(days=d)}"' for d in (-1, 0, 1))
-    extra = f"""
+    extra = """
 [[queues]]
 id = "tiny"
 name = "Tiny"
@@ -240,31 +221,12 @@ max_size = 1
 overflow = "reject"
 overflow_status = 486
 
-[[queues]]
-id = "moved"
-name = "Moved"
-
-[queues.hours]
-timezone = "UTC"
-always_open = false
-holidays = [{holidays}]
-monday = ["09:00-17:00"]
-
-[queues.after_hours]
-action = "transfer"
-transfer_mode = "redirect"
-transfer_target = "sip:+15550199@carrier.example.com"
-
 [[numbers]]
 number = "2300"
 action = "queue"
 queue = "tiny"
-
-[[numbers]]
-number = "2400"
-action = "queue"
-queue = "moved"
-"""
+""" + closed_queue("moved", "2400", 'action = "transfer"\ntransfer_mode = "redirect"\n'
+                    'transfer_target = "sip:+15550199@carrier.example.com"')
     gateway = start_gateway(extra=extra)
     caller = peers("caller", log_level=5)
     caller.send(cmd="call", uri=f"sip:2300@127.0.0.1:{gateway.sip_port}")  # waits: no agent is logged in
@@ -278,3 +240,33 @@ queue = "moved"
     assert gateway.stop() == 0
     reasons = sorted((row["queue_id"], row["disconnect_reason"]) for row in contact_rows(gateway))
     assert reasons == [("moved", "after-hours"), ("tiny", "overflow"), ("tiny", "shutdown")]
+
+
+def test_after_hours_transfer_dials_out_through_the_trunk_and_bridges(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    outside = peers("outside", tone=660.0, auto_answer=200, answer_delay=0.5)  # the external number
+    outside.send(cmd="listen")
+    extra = f"""
+[[trunks]]
+name = "pstn"
+sources = ["192.0.2.0/24"]
+outbound = "udp:127.0.0.1:{outside.port}"
+""" + closed_queue("frontdesk", "2500", 'action = "transfer"\ntransfer_mode = "dial"\ntransfer_trunk = "pstn"\n'
+                   'transfer_target = "sip:+15550123@127.0.0.1"')
+    gateway = start_gateway(extra=extra)
+    caller = peers("caller", tone=440.0)
+    caller.send(cmd="call", uri=f"sip:2500@127.0.0.1:{gateway.sip_port}")
+    incoming = outside.wait_for("incoming_call", timeout=10)
+    assert "+15550123@" in incoming["message"].splitlines()[0]
+    assert "caller@" in next(line for line in incoming["message"].splitlines() if line.lower().startswith("from:"))
+    wait_for_log(gateway, "transferred to sip:+15550123@127.0.0.1", timeout=10)
+    time.sleep(2.5)
+    caller.send(cmd="hangup", call=0)
+    outside.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)  # the gateway's BYE
+    caller_pcm, rate = read_wav(Path(caller.wait_for("recorded", timeout=15)["file"]))
+    outside_pcm, _ = read_wav(Path(outside.wait_for("recorded", timeout=15)["file"]))
+    assert has_tone(caller_pcm[-rate:], 660.0, rate) and has_tone(outside_pcm[-rate:], 440.0, rate)
+    assert gateway.stop() == 0
+    (row,) = contact_rows(gateway)
+    assert row["disconnect_reason"] == "after-hours" and row["queue_id"] == "frontdesk"

@@ -66,3 +66,21 @@ def test_sipp_rtp_from_pcap_to_the_echo_number(gateway: GatewayProcess, tmp_path
     assert result.returncode == 0, messages[-3000:]
     log = gateway.read_log()
     assert re.search(r"DTMF 1 \(\d+ ms, rfc4733\)", log), "the digit in the pcap was not reported"
+
+
+def test_hold_and_resume_reinvites_are_answered(gateway: GatewayProcess, peers: Callable[..., PjsuaPeer]) -> None:
+    caller = peers("caller", tone=440.0, log_level=5)
+    caller.send(cmd="call", uri=f"sip:9000@127.0.0.1:{gateway.sip_port}")
+    caller.wait_for("media_active", timeout=10)
+    caller.send(cmd="hold", call=0)  # re-INVITE a=sendonly: we answer recvonly and stop sending
+    deadline = time.monotonic() + 10
+    while "re-INVITE, we now recvonly" not in gateway.read_log():
+        assert time.monotonic() < deadline, gateway.read_log()[-2000:]
+        time.sleep(0.1)
+    caller.send(cmd="unhold", call=0)
+    while "re-INVITE, we now sendrecv" not in gateway.read_log():
+        assert time.monotonic() < deadline, gateway.read_log()[-2000:]
+        time.sleep(0.1)
+    caller.wait_for_log("a=recvonly")  # our answer to the hold, as pjsua received it
+    caller.send(cmd="hangup", call=0)
+    caller.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)

@@ -16,7 +16,7 @@ import pytest
 
 from tests.audio import has_tone, read_wav, tone_level
 from tests.integration.conftest import GatewayFactory
-from tests.integration.harness import GatewayProcess, PjsuaPeer
+from tests.integration.harness import PjsuaPeer
 from tests.integration.test_contact_center import register, wait_for_log
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,6 @@
 """Prompts: files of several formats decode to 8 kHz mono; text renders once and is cached; tones are right."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import av

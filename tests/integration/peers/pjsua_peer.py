@@ -6,9 +6,11 @@ Commands, one JSON object per line on stdin:
   {"cmd": "register", "registrar": "sip:127.0.0.1:5060", "user": "agent1", "password": "...",
    "transport": "udp", "expires": 300}
   {"cmd": "unregister"}
+  {"cmd": "listen", "user": "phone"}   (a local account that takes incoming calls, no registration)
   {"cmd": "call", "uri": "sip:1000@127.0.0.1:5060", "from_user": "caller", "headers": {"X-A": "1"}}
   {"cmd": "hangup", "call": 0}
   {"cmd": "dtmf", "call": 0, "digits": "123", "method": "rfc4733" | "info"}
+  {"cmd": "hold", "call": 0} / {"cmd": "unhold", "call": 0}   (re-INVITE with sendonly / sendrecv)
   {"cmd": "quit"}
 Events, one JSON object per line on stdout: ready, reg_state, incoming_call, call_state, media_active,
 in_dialog_request, recorded, error. Everything here follows the pjsua2 rules of this project: one
@@ -125,6 +127,14 @@ class Peer:
                 pj.PJSUA_DTMF_METHOD_SIP_INFO if command.get("method") == "info" else pj.PJSUA_DTMF_METHOD_RFC2833
             )
             call.sendDtmf(prm)
+        elif name == "listen":  # take calls without registering (a phone behind a trunk)
+            self.account(command.get("user", "phone"))
+        elif name == "hold":
+            self.calls[command.get("call", 0)].setHold(pj.CallOpParam(True))
+        elif name == "unhold":
+            prm = pj.CallOpParam(True)
+            prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+            self.calls[command.get("call", 0)].reinvite(prm)
         elif name == "quit":
             self.running = False
         else:
