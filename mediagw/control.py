@@ -142,6 +142,9 @@ class GatewayControlPlane:
         return views
 
     async def list_recordings(self, contact_id: str) -> list[RecordingView]:
+        store = self.gateway.contacts
+        if store is not None and await store.get(contact_id) is None:
+            raise NotFound(f"no contact {contact_id!r}")
         recordings = self.gateway.recordings
         if recordings is None:
             return []
