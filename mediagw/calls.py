@@ -298,6 +298,9 @@ class CallManager:
         self.media.connect(leg.media, negotiated)
         logger.info("call %s: re-INVITE, we now %s", call.id, negotiated.local_direction)
         self.endpoint.answer_reinvite(leg.handle, 200, answer.serialize(), now=now)
+        queued = self.queues.queued(call) if self.queues is not None else None
+        if queued is not None:
+            self.queues.hold_changed(queued, leg, negotiated.remote_direction in ("sendonly", "inactive"))  # type: ignore[union-attr]
 
     # -- flows ----------------------------------------------------------------------------------------
 

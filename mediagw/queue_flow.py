@@ -75,6 +75,10 @@ class QueuedCall:
     overflow: ContactOverflowed | None = None
     transfer: Any = None
     """The after-hours deflection being dialled out, if any."""
+    held_by: set[str] = field(default_factory=set)
+    """Roles (caller, agent) that put the bridged call on hold (a=sendonly/inactive re-INVITE)."""
+    moh_slot: int | None = None
+    """The music-on-hold player the other party hears meanwhile."""
     cancelled_agents: set[int] = field(default_factory=set)
     """Agent legs we CANCELled on ring timeout: their failure is not a decline."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -492,6 +496,29 @@ class QueueFlow:
             logger.warning("call %s: router refused the connection (%s)", queued.call.id, exc)
         logger.info("call %s: caller and agent %s bridged", queued.call.id, queued.agent_id)
         self.manager.on_bridged(queued.call, caller, leg)
+
+    # -- hold during the conversation -------------------------------------------------------------------
+
+    def hold_changed(self, queued: QueuedCall, leg: Leg, on_hold: bool) -> None:
+        """A party of a bridged call held or resumed (RFC 3264 §8.4): the other hears the queue's music."""
+        if queued.state != "connected" or leg.role not in ("caller", "agent"):
+            return
+        (queued.held_by.add if on_hold else queued.held_by.discard)(leg.role)
+        if queued.held_by and queued.moh_slot is None:
+            queued.moh_slot = self.media.add_player(queued.call.caller.media, self._hold_music, loop=True)
+        elif not queued.held_by and queued.moh_slot is not None:
+            self.media.stop_player(queued.moh_slot)
+            queued.moh_slot = None
+        logger.info("call %s: %s %s", queued.call.id, leg.role, "holds: music on hold" if on_hold else "resumed")
+        self.manager.supervision.apply(queued.call)
+
+    def music_on_hold_for(self, call: Call, listener_role: str) -> int | None:
+        """The music-on-hold player ``listener_role`` hears instead of the other party, if held."""
+        queued = self.queued(call)
+        if queued is None or queued.moh_slot is None:
+            return None
+        other = "agent" if listener_role == "caller" else "caller"
+        return queued.moh_slot if other in queued.held_by else None
 
     # -- ending -----------------------------------------------------------------------------------------
 

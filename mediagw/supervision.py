@@ -9,7 +9,8 @@ scratch by ``apply``:
 * every supervisor hears the caller and the agent;
 * the caller hears the agent and every barge supervisor;
 * the agent hears the caller, every coach and every barge supervisor;
-* nobody hears a listen supervisor.
+* nobody hears a listen supervisor;
+* while one party holds the call (a=sendonly/inactive), the other hears the queue's music on hold instead.
 
 The matrix takes effect on the next 20 ms media tick. The caller's and the agent's SIP dialogs are never
 touched: no re-INVITE, no INFO, no tone when a supervisor joins, changes mode or leaves. When the call ends,
@@ -220,8 +221,13 @@ class Supervision:
             return
         barge = [(m.leg.media, 1.0) for m in active if m.mode == "barge"]
         coach = [(m.leg.media, 1.0) for m in active if m.mode == "coach"]
-        media.set_listen(caller.media, [(agent.media, 1.0), *barge])
-        media.set_listen(agent.media, [(caller.media, 1.0), *coach, *barge])
+        queues = self.manager.queues
+        caller_moh = queues.music_on_hold_for(call, "caller") if queues is not None else None
+        agent_moh = queues.music_on_hold_for(call, "agent") if queues is not None else None
+        hears_agent = (caller_moh, 1.0) if caller_moh is not None else (agent.media, 1.0)
+        hears_caller = (agent_moh, 1.0) if agent_moh is not None else (caller.media, 1.0)
+        media.set_listen(caller.media, [hears_agent, *barge])
+        media.set_listen(agent.media, [hears_caller, *coach, *barge])
 
     # -- bookkeeping ------------------------------------------------------------------------------------
 

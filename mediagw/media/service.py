@@ -136,10 +136,16 @@ class MediaService:
     def play_pcm(self, leg: MediaLeg, pcm: np.ndarray, *, loop: bool = False,
                  on_finished: Callable[[], None] | None = None) -> int:
         """Play PCM to ``leg`` alone (it hears only the player); returns the player's slot."""
-        slot = self.engine.add_player(pcm, loop)
-        leg.players[slot] = on_finished
-        self._player_owner[slot] = leg
+        slot = self.add_player(leg, pcm, loop=loop, on_finished=on_finished)
         self.set_listen(leg, [(slot, 1.0)])
+        return slot
+
+    def add_player(self, owner: MediaLeg, pcm: np.ndarray, *, loop: bool = False,
+                   on_finished: Callable[[], None] | None = None) -> int:
+        """A player that ends with ``owner``; nobody hears it until a listen set names it."""
+        slot = self.engine.add_player(pcm, loop)
+        owner.players[slot] = on_finished
+        self._player_owner[slot] = owner
         return slot
 
     def stop_player(self, slot: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.audio import has_tone, read_wav, rms, speech_energy_ratio
+from tests.audio import has_tone, read_wav, rms, speech_energy_ratio, tone_level
 from tests.integration.conftest import GatewayFactory
 from tests.integration.harness import GatewayProcess, PjsuaPeer
 
@@ -270,3 +270,35 @@ outbound = "udp:127.0.0.1:{outside.port}"
     assert gateway.stop() == 0
     (row,) = contact_rows(gateway)
     assert row["disconnect_reason"] == "after-hours" and row["queue_id"] == "frontdesk"
+
+
+def test_caller_on_hold_gives_the_agent_music_on_hold(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    from tests.integration.test_supervisors import Recording
+
+    gateway = start_gateway(overrides={**NO_ANNOUNCEMENTS, "countdown": False})
+    agent = peers("agent1", tone=660.0, auto_answer=200, answer_delay=0.3)
+    register(agent, gateway, "agent1")
+    wait_for_log(gateway, "agent agent1 registered: available")
+    caller = peers("caller", tone=440.0)
+    caller.send(cmd="call", uri=f"sip:2000@127.0.0.1:{gateway.sip_port}")
+    wait_for_log(gateway, "caller and agent agent1 bridged", timeout=25)
+    time.sleep(1.0)
+    caller.send(cmd="hold", call=0)
+    wait_for_log(gateway, "caller holds: music on hold")
+    held = time.time()
+    time.sleep(3.0)
+    caller.send(cmd="unhold", call=0)
+    wait_for_log(gateway, "caller resumed")
+    resumed = time.time()
+    time.sleep(2.5)
+    caller.send(cmd="hangup", call=0)
+    heard = Recording(agent)
+    during = heard.between(held + 0.5, held + 2.5)
+    after = heard.between(resumed + 0.5, resumed + 2.0)
+    assert tone_level(during, 440.0) < 0.01, "the agent still hears the held caller"
+    assert any(has_tone(during, f, threshold=0.05) for f in (261.63, 329.63, 392.0)), "no music on hold"
+    assert has_tone(after, 440.0), "the agent does not hear the caller after the resume"
+    agent_in_dialog = [e["method"] for e in agent.events.events if e["event"] == "in_dialog_request"]
+    assert set(agent_in_dialog) <= {"BYE"}  # the hold is the gateway's business: no re-INVITE to the agent
