@@ -294,6 +294,7 @@ class SipTransport:
         """Open a TCP connection to a peer we have none with; data written meanwhile is queued."""
         connection = _TcpConnection(self, peer=destination)
         self._connections[destination] = connection
+        logger.info("opening a TCP connection to %s:%s (none to reuse)", destination[0], destination[1])
 
         async def connect() -> None:
             try:

@@ -302,3 +302,21 @@ def test_caller_on_hold_gives_the_agent_music_on_hold(
     assert has_tone(after, 440.0), "the agent does not hear the caller after the resume"
     agent_in_dialog = [e["method"] for e in agent.events.events if e["event"] == "in_dialog_request"]
     assert set(agent_in_dialog) <= {"BYE"}  # the hold is the gateway's business: no re-INVITE to the agent
+
+
+def test_agent_registered_over_tcp_is_rung_on_its_own_connection(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    gateway = start_gateway(overrides=NO_ANNOUNCEMENTS)
+    agent = peers("agent1")
+    agent.send(cmd="register", registrar=f"sip:127.0.0.1:{gateway.sip_port}", user="agent1",
+               password="secret-agent1", transport="tcp")
+    agent.wait_for("reg_state", lambda e: e["code"] == 200)
+    wait_for_log(gateway, "agent agent1 registered: available")
+    caller = peers("caller")
+    caller.send(cmd="call", uri=f"sip:2000@127.0.0.1:{gateway.sip_port}")
+    incoming = agent.wait_for("incoming_call", timeout=10)
+    assert "SIP/2.0/TCP" in next(line for line in incoming["message"].splitlines() if line.lower().startswith("via:"))
+    # RFC 3261 §18.2.2 / RFC 5626 spirit: the INVITE went down the connection the REGISTER came in on
+    assert "opening a TCP connection" not in gateway.read_log()
+    caller.send(cmd="hangup", call=0)
