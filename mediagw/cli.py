@@ -93,8 +93,8 @@ def _run(args: argparse.Namespace) -> int:
         level=getattr(logging, profile.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("aiosqlite", "sqlalchemy", "botocore", "boto3", "urllib3"):  # their DEBUG is per query/request
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    for noisy in ("aiosqlite", "sqlalchemy", "botocore", "boto3", "urllib3"):  # they log every query/request
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from mediagw.gateway import run_gateway
 
     return run_gateway(profile)
