@@ -102,8 +102,8 @@ class Gateway:
             logger.warning("recovered %d interrupted recording(s) after a crash: %s", len(recovered), ", ".join(recovered))
         self.calls.media.tick_hooks.append(self.recordings.on_tick)
         self.calls.recording = self.recordings
-        await self.calls.start(self.router)
         await self._start_api()
+        await self.calls.start(self.router)  # the media clock starts last: nothing blocks the loop after it
         self._housekeeping = asyncio.get_running_loop().create_task(self._expire_bindings())
         logger.info(
             "gateway ready: profile %r on %s, data in %s",
