@@ -272,6 +272,9 @@ class CallManager:
             return
         leg.negotiated = negotiated
         self.media.connect(leg.media, negotiated)
+        queued = self.queues.queued(call) if self.queues is not None else None
+        if queued is not None and queued.hold_slot is not None:  # late offer: the hold music started unheard
+            self.media.set_listen(leg.media, [(queued.hold_slot, 1.0)])
         self._start_flow(call, leg)
 
     def _reinvite(self, call: Call, leg: Leg, request: SipRequest) -> None:
