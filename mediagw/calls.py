@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any
 from mediagw.errors import SdpError
 from mediagw.media.ports import RtpPortsExhausted
 from mediagw.media.service import MediaLeg, MediaService
+from mediagw.queue_flow import QueueFlow
+from mediagw.recording.service import RecordingService, new_recording_id
+from mediagw.router.service import RouterService
 from mediagw.sdp import (
     PCMA,
     PCMU,
@@ -50,11 +53,8 @@ from mediagw.sip.endpoint import (
     ReinviteAnswered,
     ReinviteReceived,
 )
-from mediagw.queue_flow import QueueFlow
-from mediagw.recording.service import RecordingService, new_recording_id
-from mediagw.supervision import Supervision
-from mediagw.router.service import RouterService
 from mediagw.sip.message import SipRequest
+from mediagw.supervision import Supervision
 
 if TYPE_CHECKING:
     from mediagw.gateway import Gateway

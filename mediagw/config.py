@@ -32,7 +32,6 @@ from mediagw.router.profile import (
     validate_contact_center,
 )
 
-
 DEFAULT_PROFILE_NAME = "default.toml"
 
 

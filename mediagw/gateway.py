@@ -17,18 +17,18 @@ from typing import Any
 
 from mediagw.admission import Admission
 from mediagw.api.events import EventBus
-from mediagw.recording.service import RecordingService
-from mediagw.store.models import AuditEntry
-from mediagw.router.service import RouterService
-from mediagw.store.contacts import ContactStore
-from mediagw.store.db import Database
 from mediagw.calls import CallManager
 from mediagw.config import ListenAddress, Profile
+from mediagw.recording.service import RecordingService
+from mediagw.router.service import RouterService
 from mediagw.sip.auth import AuthThrottle, DigestAuthenticator
 from mediagw.sip.endpoint import EndpointConfig, SipEndpoint
 from mediagw.sip.registrar import BindingAdded, Registrar
 from mediagw.sip.transaction import TimerSettings
 from mediagw.sip.transport import SipTransport
+from mediagw.store.contacts import ContactStore
+from mediagw.store.db import Database
+from mediagw.store.models import AuditEntry
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,9 @@
 """Fixtures for integration tests: a gateway process on free loopback ports and pjsua2 peers."""
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import socket
 
 import pytest
 

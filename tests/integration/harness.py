@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import queue
+import re
 import shutil
 import signal
 import socket

@@ -24,10 +24,10 @@ from mediagw.media.engine import (
     DtmfReceived,
     MediaEngine,
     PlayerFinished,
-    ReferenceEngine,
     RtpTimedOut,
     SsrcChanged,
 )
+from mediagw.media.engine_reference import ReferenceEngine
 from mediagw.media.ports import PortAllocator
 from mediagw.media.rtcp import RtcpByePacket, RtcpSdesPacket, RtcpSrPacket, parse_compound
 from mediagw.media.rtp import RtpPacket

@@ -15,7 +15,6 @@ from mediagw.media.engine import (
     DtmfReceived,
     MediaEngine,
     PlayerFinished,
-    ReferenceEngine,
     RtpTimedOut,
     SsrcChanged,
     _event,
@@ -23,6 +22,7 @@ from mediagw.media.engine import (
     dtmf_event_code,
     gain_to_q12,
 )
+from mediagw.media.engine_reference import ReferenceEngine
 
 ENGINES = {"native": MediaEngine, "reference": ReferenceEngine}
 

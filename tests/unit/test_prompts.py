@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from mediagw.media.prompts import (
-    RATE, PromptError, PromptLibrary, Voice, beep, decode_file, reorder, ringback, silence, tone,
+    RATE,
+    PromptError,
+    PromptLibrary,
+    Voice,
+    beep,
+    decode_file,
+    reorder,
+    ringback,
+    silence,
+    tone,
 )
 from tests.audio import dominant_frequency, speech_energy_ratio
 from tests.integration.harness import require_program

@@ -28,7 +28,8 @@ import pytest
 from mediagw.config import _build
 from mediagw.errors import ConfigError, LocalError
 from mediagw.media import g711
-from mediagw.media.engine import MediaEngine, ReferenceEngine
+from mediagw.media.engine import MediaEngine
+from mediagw.media.engine_reference import ReferenceEngine
 from mediagw.media.rtp import RtpPacket
 from mediagw.recording.config import (
     MAX_RETENTION_SECONDS,
@@ -399,7 +400,7 @@ CRASHING_PROCESS = textwrap.dedent(
     import asyncio, sys, time
     from pathlib import Path
     import numpy as np
-    from mediagw.media.engine import ReferenceEngine
+    from mediagw.media.engine_reference import ReferenceEngine
     from mediagw.recording.config import ExportTargetConfig, RecordingConfig
     from mediagw.recording.service import RecordingService
     from mediagw.store.db import sqlite_url
