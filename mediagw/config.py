@@ -395,8 +395,7 @@ def _check_demo_credentials(profile: Profile) -> None:
 
 def profile_from_dict(data: dict[str, Any], source: str = "<memory>") -> Profile:
     """Build and validate a profile from parsed TOML data."""
-    profile = _build(Profile, data, source, "")
-    profile = dataclasses.replace(profile, source=source)
+    profile: Profile = dataclasses.replace(_build(Profile, data, source, ""), source=source)
     _validate(profile)
     return profile
 

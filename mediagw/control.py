@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from mediagw.api.control import (
     AgentView,
@@ -24,7 +24,8 @@ from mediagw.api.control import (
 from mediagw.store.contacts import DisconnectReason
 
 if TYPE_CHECKING:
-    from mediagw.calls import Call
+    from mediagw.calls import Call, CallManager
+    from mediagw.router.service import AgentStatus, RouterService
     from mediagw.gateway import Gateway
     from mediagw.supervision import Monitor
 
@@ -38,7 +39,7 @@ class GatewayControlPlane:
         self.gateway = gateway
 
     @property
-    def calls(self):  # type: ignore[no-untyped-def]
+    def calls(self) -> CallManager:
         return self.gateway.calls
 
     def _call(self, call_id: str) -> Call:
@@ -68,7 +69,7 @@ class GatewayControlPlane:
             wait_seconds=max(0.0, (connected or now) - call.started_at),
             talk_seconds=max(0.0, now - connected) if connected else 0.0,
             monitors=[_monitor_view(m) for m in self.calls.supervision.monitors(call)],
-            recording=self.calls.recording_state(call),
+            recording=cast(RecordingState, self.calls.recording_state(call)),
         )
 
     async def list_calls(self) -> list[CallView]:
@@ -120,7 +121,7 @@ class GatewayControlPlane:
         self.gateway.audit(actor, "agent.clear_rona", agent_id, {})
         return _agent_view(status)
 
-    def _router_for(self, agent_id: str):  # type: ignore[no-untyped-def]
+    def _router_for(self, agent_id: str) -> RouterService:
         router = self.gateway.router
         if router is None or agent_id not in router.agent_ids():
             raise NotFound(f"no agent {agent_id!r}")
@@ -155,7 +156,8 @@ class GatewayControlPlane:
         recordings = self.gateway.recordings
         if recordings is None:
             raise NotFound("recording is not enabled on this gateway")
-        from mediagw.recording.service import ChunkNotStored, UnknownRecording
+        from mediagw.recording.export import UnknownRecording
+        from mediagw.recording.service import ChunkNotStored
 
         try:
             return await recordings.chunk_path(recording_id, index)
@@ -190,7 +192,7 @@ def _monitor_view(monitor: Monitor) -> MonitorView:
                        mode=monitor.mode, started_at=monitor.started_at)  # type: ignore[arg-type]
 
 
-def _agent_view(status) -> AgentView:  # type: ignore[no-untyped-def]
+def _agent_view(status: AgentStatus) -> AgentView:
     return AgentView(id=status.agent_id, name=status.name or status.agent_id, state=status.state.value,
                      state_since=status.state_since or 0.0, current_call=status.contact_id)
 

@@ -94,7 +94,7 @@ class MediaService:
 
     def connect(self, leg: MediaLeg, negotiated: NegotiatedAudio) -> None:
         """Point ``leg`` at what offer/answer agreed (first answer, re-INVITE, hold and resume)."""
-        remote = (negotiated.remote_address, negotiated.remote_port)
+        remote: tuple[str, int] | None = (negotiated.remote_address, negotiated.remote_port)
         if negotiated.remote_address in ("0.0.0.0", "::") or negotiated.remote_port == 0:
             remote = None
         te_pt = negotiated.telephone_event.payload_type if negotiated.telephone_event else None
