@@ -124,6 +124,10 @@ class RtpConfig:
     port_max: int = 20999
     nat_latch: bool = False
     timeout: float = 60.0
+    jitter_min_frames: int = 1
+    """Smallest jitter-buffer depth, in 20 ms frames; the buffer adapts between the two bounds."""
+    jitter_max_frames: int = 8
+    """Largest jitter-buffer depth, in 20 ms frames (at most 10)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +319,8 @@ def _validate(profile: Profile) -> None:
     rtp = profile.rtp
     if not 1024 <= rtp.port_min < rtp.port_max <= 65535:
         raise ConfigError(file, "rtp", "needs 1024 <= port_min < port_max <= 65535")
+    if not 1 <= rtp.jitter_min_frames <= rtp.jitter_max_frames <= 10:
+        raise ConfigError(file, "rtp", "needs 1 <= jitter_min_frames <= jitter_max_frames <= 10")
     if rtp.port_max - rtp.port_min < 3:
         raise ConfigError(file, "rtp", "the port range must hold at least two RTP/RTCP pairs")
     try:

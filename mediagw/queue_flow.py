@@ -305,16 +305,28 @@ class QueueFlow:
         except MediagwError as exc:
             logger.error("announcement cannot be played: %s", exc)
             return
-        if queued.state not in ("waiting", "ringing", "whisper"):
+        if queued.state not in ("waiting", "ringing"):
             return
         caller = queued.call.caller
 
         def back_to_hold() -> None:
-            if queued.state in ("waiting", "ringing", "whisper") and queued.hold_slot is not None:
+            if queued.state in ("waiting", "ringing") and queued.hold_slot is not None:
                 self.media.set_listen(caller.media, [(queued.hold_slot, 1.0)])
                 self._schedule_announcement(queued, queue.announcement_interval)
 
         self.media.play_pcm(caller.media, pcm, on_finished=back_to_hold)
+
+    def _stop_announcements(self, queued: QueuedCall) -> None:
+        """No more announcements; one playing right now gives way to the hold music."""
+        if queued.announcement is not None:
+            queued.announcement.cancel()
+            queued.announcement = None
+        caller_media = queued.call.caller.media
+        for slot in list(caller_media.players):
+            if slot != queued.hold_slot:
+                self.media.stop_player(slot)
+        if queued.hold_slot is not None:
+            self.media.set_listen(caller_media, [(queued.hold_slot, 1.0)])
 
     def _stop_hold(self, queued: QueuedCall) -> None:
         if queued.announcement is not None:
@@ -455,6 +467,7 @@ class QueueFlow:
             self.endpoint.hangup(leg.handle, now=self.now())
             return
         queued.state = "whisper"
+        self._stop_announcements(queued)  # hold music goes on through the whisper; announcements stop now
         self.media.set_listen(leg.media, [])  # the agent hears nothing of the caller until the bridge
         self._spawn(queued, self._whisper(queued, leg))
 

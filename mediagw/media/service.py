@@ -62,7 +62,11 @@ class MediaService:
         self.profile = profile
         self.on_event = on_event
         self.ports = PortAllocator(profile.rtp.port_min, profile.rtp.port_max, profile.rtp.address)
-        self.engine = MediaEngine(rtp_timeout=profile.rtp.timeout)
+        self.engine = MediaEngine(
+            rtp_timeout=profile.rtp.timeout,
+            jitter_min_frames=profile.rtp.jitter_min_frames,
+            jitter_max_frames=profile.rtp.jitter_max_frames,
+        )
         self.clock: MediaClock | None = None
         self.prompts = PromptLibrary(data_dir / "prompts")
         self._legs_by_slot: dict[int, MediaLeg] = {}

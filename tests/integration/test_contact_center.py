@@ -320,3 +320,26 @@ def test_agent_registered_over_tcp_is_rung_on_its_own_connection(
     # RFC 3261 §18.2.2 / RFC 5626 spirit: the INVITE went down the connection the REGISTER came in on
     assert "opening a TCP connection" not in gateway.read_log()
     caller.send(cmd="hangup", call=0)
+
+
+def test_announcements_play_while_waiting_and_stop_when_the_agent_answers(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    from tests.integration.test_supervisors import Recording
+
+    gateway = start_gateway(overrides={"announcement_interval": 1.0, "countdown": False})
+    caller = peers("caller", record=True)
+    caller.send(cmd="call", uri=f"sip:2000@127.0.0.1:{gateway.sip_port}")  # no agent yet: the caller waits
+    caller.wait_for("media_active", timeout=10)
+    time.sleep(6.0)
+    agent = peers("agent1", tone=660.0, auto_answer=200, answer_delay=0.2)
+    register(agent, gateway, "agent1")
+    answered = agent.wait_for("media_active", timeout=15)["t"]
+    wait_for_log(gateway, "caller and agent agent1 bridged", timeout=15)
+    time.sleep(4.0)
+    caller.send(cmd="hangup", call=0)
+    heard = Recording(caller)
+    waiting = heard.between(heard.start + 1.0, answered - 0.5)
+    after = heard.between(answered + 0.5, answered + 3.5)
+    assert speech_energy_ratio(waiting) > 0.1, "no announcement while waiting"
+    assert all(speech_energy_ratio(w) < 0.1 for w in windows(after, 8000)), "announcements after the answer"
