@@ -16,20 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support import unavailable
 
 PEERS_DIR = Path(__file__).parent / "peers"
-REQUIRE_PEERS = os.environ.get("MEDIAGW_REQUIRE_PEERS") == "1"
 
 
 def require_program(name: str) -> str:
     """The path of an external peer program; skip (locally) or fail (CI) when it is missing."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (make test installs it)"
-        if REQUIRE_PEERS:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed (make test installs it)")
     return path
 
 
@@ -38,10 +34,7 @@ def require_module(name: str) -> None:
     try:
         __import__(name)
     except ImportError:
-        message = f"Python module {name} is not installed (make test installs it)"
-        if REQUIRE_PEERS:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"Python module {name} is not installed (make test installs it)")
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, both: bool = True) -> int:

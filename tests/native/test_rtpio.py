@@ -31,6 +31,7 @@ from mediagw.media.engine_reference import ReferenceEngine
 from mediagw.media.ports import PortAllocator
 from mediagw.media.rtcp import RtcpByePacket, RtcpSdesPacket, RtcpSrPacket, parse_compound
 from mediagw.media.rtp import RtpPacket
+from tests.support import unavailable
 
 ENGINES = {
     "native": MediaEngine,
@@ -517,7 +518,7 @@ class TestEngine:
             rtp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
             rtp.bind(("::1", 0))
         except OSError:
-            pytest.skip("no IPv6 loopback here")
+            unavailable("no IPv6 loopback here")
         peer_sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         peer_sock.bind(("::1", 0))
         peer_sock.setblocking(False)

@@ -21,6 +21,7 @@ from mediagw.media.prompts import (
 )
 from tests.audio import dominant_frequency, speech_energy_ratio
 from tests.integration.harness import require_program
+from tests.support import unavailable
 
 
 def encode_tone(path: Path, codec: str, rate: int, frequency: float, seconds: float = 1.0) -> None:
@@ -49,7 +50,7 @@ def encode_tone(path: Path, codec: str, rate: int, frequency: float, seconds: fl
 )
 def test_files_decode_to_8khz_mono(tmp_path: Path, suffix: str, codec: str, rate: int) -> None:
     if codec not in av.codecs_available:
-        pytest.skip(f"this FFmpeg build has no {codec} encoder")
+        unavailable(f"this FFmpeg build has no {codec} encoder")
     path = tmp_path / f"tone.{suffix}"
     encode_tone(path, codec, rate, 660.0)
     pcm = decode_file(path)

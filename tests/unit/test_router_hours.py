@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mediagw.router.hours import Hours, HoursError, OpenSpan, is_open, next_change
+from tests.support import unavailable
 
 try:
     NEW_YORK = ZoneInfo("America/New_York")
     BERLIN = ZoneInfo("Europe/Berlin")
 except ZoneInfoNotFoundError:  # pragma: no cover - depends on the machine
-    pytest.skip("no IANA tz database on this machine (install tzdata)", allow_module_level=True)
+    unavailable("no IANA tz database on this machine (install tzdata)", module_level=True)
 
 
 def utc(*args: int) -> datetime:
