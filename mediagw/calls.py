@@ -18,6 +18,7 @@ calls.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -60,6 +61,19 @@ if TYPE_CHECKING:
     from mediagw.gateway import Gateway
 
 logger = logging.getLogger(__name__)
+
+ROUTER_EVENT_TYPES = {
+    "ContactEnqueued": "call.queued",
+    "AgentReserved": "call.ringing",
+    "AgentRingTimedOut": "agent.ring_timeout",
+    "ContactRequeued": "call.requeued",
+    "ContactConnected": "call.connected",
+    "ContactAbandoned": "call.abandoned",
+    "ContactOverflowed": "call.overflowed",
+    "ContactEnded": "call.ended",
+    "AgentStateChanged": "agent.state_changed",
+}
+"""How router events are named on the API's WebSocket stream."""
 
 LOCAL_CODECS = (PCMU, PCMA, TELEPHONE_EVENT)
 """What we accept and offer, in our order of preference."""
@@ -127,9 +141,23 @@ class CallManager:
             self.queues = QueueFlow(self, router)
 
     def on_router_event(self, event: Any) -> None:
-        """Router decisions for queued calls."""
+        """Router decisions for queued calls; each is also published on the API's event stream."""
         if self.queues is not None:
             self.queues.on_router_event(event)
+        kind = ROUTER_EVENT_TYPES.get(type(event).__name__)
+        if kind is None:
+            return
+        fields = dataclasses.asdict(event)
+        self.gateway.events.publish({"type": kind, **fields})
+        queue_id = fields.get("queue_id")
+        router = self.gateway.router
+        if queue_id and router is not None:
+            figures = router.router.queue_figures(queue_id, router.now())
+            self.gateway.events.publish({
+                "type": "queue.updated", "queue_id": queue_id, "waiting": figures.contacts_waiting,
+                "oldest_wait_seconds": figures.oldest_wait or 0.0, "agents_available": figures.agents_available,
+                "agents_on_call": figures.agents_on_call, "agents_in_acw": figures.agents_in_acw,
+            })
 
     async def close(self) -> None:
         """Stop the media plane and release every leg."""

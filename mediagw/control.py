@@ -113,12 +113,12 @@ class GatewayControlPlane:
     async def set_agent_state(self, agent_id: str, state: str, actor: str) -> AgentView:
         router = self._router_for(agent_id)
         status = router.set_agent_available(agent_id) if state == "available" else router.set_agent_offline(agent_id)
-        self.gateway.audit(actor, "agent.state", agent_id, {"state": state})
+        self.gateway.audit(actor, "agent.state", agent_id, {"state": state}, subject_type="agent")
         return _agent_view(status)
 
     async def clear_rona(self, agent_id: str, actor: str) -> AgentView:
         status = self._router_for(agent_id).clear_rona(agent_id)
-        self.gateway.audit(actor, "agent.clear_rona", agent_id, {})
+        self.gateway.audit(actor, "agent.clear_rona", agent_id, {}, subject_type="agent")
         return _agent_view(status)
 
     def _router_for(self, agent_id: str) -> RouterService:

@@ -86,14 +86,6 @@ class Gateway:
         self.contacts = ContactStore(self.database)
         await self.contacts.start()
         self.router = RouterService(self.profile, contacts=self.contacts, on_event=self.calls.on_router_event)
-        self.transport = SipTransport(
-            self.endpoint,
-            self.on_sip_event,
-            max_message_size=self.profile.sip.max_message_size,
-            idle_timeout=self.profile.sip.tcp_idle_timeout,
-        )
-        self.transport.after_pump = self.drain_registrar
-        self.bound = await self.transport.start(self.profile.sip.listen_addresses)
         self.recordings = RecordingService(
             self.profile.recording, self.data_dir, self.database, self.calls.media.engine, node=self.profile.name
         )
@@ -103,7 +95,15 @@ class Gateway:
         self.calls.media.tick_hooks.append(self.recordings.on_tick)
         self.calls.recording = self.recordings
         await self._start_api()
-        await self.calls.start(self.router)  # the media clock starts last: nothing blocks the loop after it
+        await self.calls.start(self.router)  # the media clock: nothing slow runs on the loop after this
+        self.transport = SipTransport(  # SIP last, so that no call arrives before everything is up
+            self.endpoint,
+            self.on_sip_event,
+            max_message_size=self.profile.sip.max_message_size,
+            idle_timeout=self.profile.sip.tcp_idle_timeout,
+        )
+        self.transport.after_pump = self.drain_registrar
+        self.bound = await self.transport.start(self.profile.sip.listen_addresses)
         self._housekeeping = asyncio.get_running_loop().create_task(self._expire_bindings())
         logger.info(
             "gateway ready: profile %r on %s, data in %s",
@@ -129,12 +129,13 @@ class Gateway:
         await self.api.start()
         logger.info("control API on %s", self.api.url)
 
-    def audit(self, actor: str, action: str, subject_id: str, detail: dict[str, Any]) -> None:
+    def audit(self, actor: str, action: str, subject_id: str, detail: dict[str, Any],
+              subject_type: str = "call") -> None:
         """Append to the audit log in the store (off the caller's path) and publish the event."""
         self.events.publish({"type": action, "actor": actor, "subject": subject_id, **detail})
         if self.database is None:
             return
-        entry = AuditEntry(at=time.time(), actor=actor[:64], action=action[:64], subject_type="call",
+        entry = AuditEntry(at=time.time(), actor=actor[:64], action=action[:64], subject_type=subject_type[:32],
                            subject_id=subject_id[:128], reason=None, detail=json.dumps(detail, sort_keys=True))
 
         async def write() -> None:

@@ -343,3 +343,45 @@ def test_announcements_play_while_waiting_and_stop_when_the_agent_answers(
     after = heard.between(answered + 0.5, answered + 3.5)
     assert speech_energy_ratio(waiting) > 0.1, "no announcement while waiting"
     assert all(speech_energy_ratio(w) < 0.1 for w in windows(after, 8000)), "announcements after the answer"
+
+
+def test_event_stream_shows_the_call_agent_and_queue(
+    start_gateway: GatewayFactory, peers: Callable[..., PjsuaPeer]
+) -> None:
+    import threading
+
+    from websockets.sync.client import connect
+
+    gateway = start_gateway(overrides={**NO_ANNOUNCEMENTS, "countdown": False})
+    received: list[dict[str, object]] = []
+    with connect(f"ws://127.0.0.1:{gateway.api_port}/api/v1/events?token=secret-admin-token",
+                 open_timeout=5) as stream:
+
+        def read() -> None:
+            try:
+                for message in stream:
+                    received.append(json.loads(message))
+            except Exception:  # noqa: BLE001 - the stream ends when the test closes it
+                pass
+
+        threading.Thread(target=read, daemon=True).start()
+        agent = peers("agent1", tone=660.0, auto_answer=200, answer_delay=0.2)
+        register(agent, gateway, "agent1")
+        caller = peers("caller", tone=440.0)
+        caller.send(cmd="call", uri=f"sip:2000@127.0.0.1:{gateway.sip_port}")
+        wait_for_log(gateway, "caller and agent agent1 bridged", timeout=20)
+        caller.send(cmd="hangup", call=0)
+        deadline = time.monotonic() + 10
+        while not any(event["type"] == "call.ended" for event in received):
+            assert time.monotonic() < deadline, received
+            time.sleep(0.1)
+    types = [event["type"] for event in received]
+    calls = [t for t in types if t.startswith("call.")]
+    assert calls[:2] == ["call.queued", "call.ringing"] and calls[-2:] == ["call.connected", "call.ended"]
+    contact = {event["contact_id"] for event in received if str(event["type"]).startswith("call.")}
+    assert len(contact) == 1
+    states = [event["new"] for event in received if event["type"] == "agent.state_changed"]
+    assert "available" in states and "on_call" in states
+    queue = [event for event in received if event["type"] == "queue.updated"]
+    assert queue and all(event["queue_id"] == "demo" for event in queue)
+    assert gateway.stop() == 0
