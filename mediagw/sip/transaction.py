@@ -34,9 +34,9 @@ import heapq
 import logging
 import secrets
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, ClassVar, Union
 
 from mediagw.errors import ConfigError, LocalError, RemoteError
 from mediagw.sip.message import SipRequest, SipResponse, build_response
@@ -321,6 +321,9 @@ class Transaction:
     """State, timers and outbox shared by the four transaction kinds."""
 
     kind = "transaction"
+    TRANSITIONS: ClassVar[Mapping[tuple[Any, str], Any]] = {}
+    """The kind's transition table, ``(state, event) -> next state`` (set by each subclass)."""
+    _state: Any
 
     def __init__(
         self,
@@ -401,12 +404,21 @@ class Transaction:
     def _send(self, data: bytes) -> None:
         self.outbox.messages.append((data, self.peer, self.transport))
 
-    def _next(self, table: dict[tuple[enum.Enum, str], enum.Enum], event: str, *, local: bool) -> enum.Enum | None:
-        """Look ``event`` up in ``table``; None (absorbed) for peer input, TransactionError for our own."""
+    def _go(self, event: str, *, local: bool) -> Any:
+        """Take ``event``'s transition from the class's ``TRANSITIONS`` table and return the new state.
+
+        Returns None when the table has no such transition: a peer's input is absorbed, while our own
+        (``local``) misuse raises TransactionError naming the state and the event.
+        """
         state = self.state
-        nxt = table.get((state, event))
-        if nxt is None and local:
-            raise TransactionError(self.kind, state, event)
+        nxt = self.TRANSITIONS.get((state, event))
+        if nxt is None:
+            if local:
+                raise TransactionError(self.kind, state, event)
+            return None
+        if logger.isEnabledFor(logging.DEBUG) and nxt is not state:
+            logger.debug("%s %s: %s -> %s on %s", self.kind, self.key.branch, state.name, nxt.name, event)
+        self._state = nxt
         return nxt
 
 
@@ -423,6 +435,9 @@ class ClientTransaction(Transaction):
 
 class ClientInviteTransaction(ClientTransaction):
     """RFC 3261 §17.1.1 with RFC 6026 §8.4 (ACCEPTED on 2xx, Timer M)."""
+
+    TRANSITIONS = CLIENT_INVITE_TRANSITIONS
+    _state: ClientInviteState
 
     kind = "client INVITE transaction"
 
@@ -452,16 +467,6 @@ class ClientInviteTransaction(ClientTransaction):
     @property
     def state(self) -> ClientInviteState:
         return self._state
-
-    def _go(self, event: str, *, local: bool) -> ClientInviteState | None:
-        nxt = self._next(CLIENT_INVITE_TRANSITIONS, event, local=local)  # type: ignore[arg-type]
-        if nxt is None:
-            return None
-        assert isinstance(nxt, ClientInviteState)
-        if logger.isEnabledFor(logging.DEBUG) and nxt is not self._state:
-            logger.debug("%s %s: %s -> %s on %s", self.kind, self.key.branch, self._state.name, nxt.name, event)
-        self._state = nxt
-        return nxt
 
     def receive_response(self, response: SipResponse, now: float) -> None:
         """A response matched this transaction (§17.1.1.2)."""
@@ -521,6 +526,9 @@ class ClientInviteTransaction(ClientTransaction):
 class ClientNonInviteTransaction(ClientTransaction):
     """RFC 3261 §17.1.2: Timer E retransmits (doubling to T2), F times out, K absorbs late responses."""
 
+    TRANSITIONS = CLIENT_NON_INVITE_TRANSITIONS
+    _state: ClientNonInviteState
+
     kind = "client non-INVITE transaction"
 
     def __init__(
@@ -550,16 +558,6 @@ class ClientNonInviteTransaction(ClientTransaction):
     @property
     def state(self) -> ClientNonInviteState:
         return self._state
-
-    def _go(self, event: str, *, local: bool) -> ClientNonInviteState | None:
-        nxt = self._next(CLIENT_NON_INVITE_TRANSITIONS, event, local=local)  # type: ignore[arg-type]
-        if nxt is None:
-            return None
-        assert isinstance(nxt, ClientNonInviteState)
-        if logger.isEnabledFor(logging.DEBUG) and nxt is not self._state:
-            logger.debug("%s %s: %s -> %s on %s", self.kind, self.key.branch, self._state.name, nxt.name, event)
-        self._state = nxt
-        return nxt
 
     def receive_response(self, response: SipResponse, now: float) -> None:
         """A response matched this transaction (§17.1.2.2)."""
@@ -625,6 +623,9 @@ class ServerTransaction(Transaction):
 class ServerInviteTransaction(ServerTransaction):
     """RFC 3261 §17.2.1 with RFC 6026 §8.5-8.7: 100 at once, G retransmits non-2xx finals, H waits for ACK."""
 
+    TRANSITIONS = SERVER_INVITE_TRANSITIONS
+    _state: ServerInviteState
+
     kind = "server INVITE transaction"
 
     def __init__(
@@ -659,16 +660,6 @@ class ServerInviteTransaction(ServerTransaction):
     @property
     def state(self) -> ServerInviteState:
         return self._state
-
-    def _go(self, event: str, *, local: bool) -> ServerInviteState | None:
-        nxt = self._next(SERVER_INVITE_TRANSITIONS, event, local=local)  # type: ignore[arg-type]
-        if nxt is None:
-            return None
-        assert isinstance(nxt, ServerInviteState)
-        if logger.isEnabledFor(logging.DEBUG) and nxt is not self._state:
-            logger.debug("%s %s: %s -> %s on %s", self.kind, self.key.branch, self._state.name, nxt.name, event)
-        self._state = nxt
-        return nxt
 
     def receive_request(self, request: SipRequest, now: float) -> None:
         """A retransmitted INVITE, or an ACK, matched this transaction."""
@@ -727,6 +718,9 @@ class ServerInviteTransaction(ServerTransaction):
 class ServerNonInviteTransaction(ServerTransaction):
     """RFC 3261 §17.2.2: absorb retransmissions, resend the last response, Timer J."""
 
+    TRANSITIONS = SERVER_NON_INVITE_TRANSITIONS
+    _state: ServerNonInviteState
+
     kind = "server non-INVITE transaction"
 
     def __init__(
@@ -746,16 +740,6 @@ class ServerNonInviteTransaction(ServerTransaction):
     @property
     def state(self) -> ServerNonInviteState:
         return self._state
-
-    def _go(self, event: str, *, local: bool) -> ServerNonInviteState | None:
-        nxt = self._next(SERVER_NON_INVITE_TRANSITIONS, event, local=local)  # type: ignore[arg-type]
-        if nxt is None:
-            return None
-        assert isinstance(nxt, ServerNonInviteState)
-        if logger.isEnabledFor(logging.DEBUG) and nxt is not self._state:
-            logger.debug("%s %s: %s -> %s on %s", self.kind, self.key.branch, self._state.name, nxt.name, event)
-        self._state = nxt
-        return nxt
 
     def receive_request(self, request: SipRequest, now: float) -> None:
         """A retransmission matched: resend the last response (nothing in TRYING)."""
